@@ -1,0 +1,72 @@
+"""Wall-clock and CPU accounting for one block of code, and repeated, interleaved samples.
+
+Verdicts in this suite come from ratios and CPU accounting measured in the same run. CPU
+time is the process's user + system time (all its threads, from os.times), so "utilisation"
+= CPU seconds / wall seconds reads directly as "how many cores were busy".
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Usage:
+    wall: float
+    user: float
+    system: float
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+    @property
+    def cores(self) -> float:
+        """Average number of busy cores over the block (CPU time / wall time)."""
+        return self.cpu / self.wall if self.wall > 0 else 0.0
+
+
+class Meter:
+    """``with Meter() as m: ...`` then m.usage: wall and this process's CPU time for the block.
+
+    With children=True the CPU time of children reaped inside the block is added.
+    """
+
+    def __init__(self, children: bool = False):
+        self.children = children
+        self.usage: Usage | None = None
+
+    def __enter__(self) -> "Meter":
+        self._t0 = os.times()
+        self._w0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        w1 = time.perf_counter()
+        t1 = os.times()
+        user = t1.user - self._t0.user
+        system = t1.system - self._t0.system
+        if self.children:
+            user += t1.children_user - self._t0.children_user
+            system += t1.children_system - self._t0.children_system
+        self.usage = Usage(w1 - self._w0, user, system)
+
+
+def measure(fn, *args, children: bool = False, **kwargs) -> Usage:
+    with Meter(children=children) as m:
+        fn(*args, **kwargs)
+    return m.usage
+
+
+def interleaved(variants: dict, rounds: int, *, children: bool = False) -> dict[str, list[Usage]]:
+    """Run each variant `rounds` times, alternating A B C A B C ..., and return their Usages.
+
+    Interleaving spreads the machine's background noise evenly over the variants, so a
+    ratio of their medians is fair even when the noise drifts during the run.
+    """
+    samples: dict[str, list[Usage]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            samples[name].append(measure(fn, children=children))
+    return samples
