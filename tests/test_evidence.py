@@ -1,0 +1,91 @@
+"""harness.evidence: how checks become verdicts, and what a failed expectation says."""
+from __future__ import annotations
+
+import pytest
+
+from harness.catalogue import Claim
+from harness.evidence import Check, Evidence, combine, decide, module_settings, summarize
+
+CLAIM = Claim(id="TH4", section="s", statement="threads do not scale", expected="holds")
+
+
+def check(role, passed):
+    return Check("f", 1.0, "<=", 2.0, "x", role, "", passed)
+
+
+@pytest.mark.parametrize("checks, verdict", [
+    ([check("support", True)], "holds"),
+    ([check("support", False)], "refuted"),
+    ([check("support", True), check("caveat", True)], "holds-with-caveat"),
+    ([check("support", True), check("caveat", False)], "holds"),
+    ([check("support", False), check("caveat", True)], "refuted"),
+    ([check("caveat", True)], "holds-with-caveat"),
+    ([check("caveat", False)], "holds"),
+])
+def test_verdict_follows_from_checks(checks, verdict):
+    assert decide(checks) == verdict
+
+
+def test_no_checks_gives_no_verdict():
+    with pytest.raises(ValueError):
+        decide([])
+
+
+def test_claim_verdict_takes_the_strongest_qualifier():
+    assert combine(["holds", "holds-with-caveat", "holds"]) == "holds-with-caveat"
+    assert combine(["holds", "refuted"]) == "refuted"
+    assert combine(["not-testable"]) == "not-testable"
+
+
+class FakeBenchmark:
+    def __init__(self, ran=True):
+        self.stats = object() if ran else None
+        self.extra_info = {}
+
+
+def test_settle_records_evidence_and_accepts_the_expected_verdict():
+    ev = Evidence(CLAIM, "part", settings={"N": 3})
+    ev.condition(loop="uvloop")
+    assert ev.support("speedup", 1.02, "<=", 1.25, "x") is True
+    bench = FakeBenchmark()
+    assert ev.settle(bench) == "holds"
+    info = bench.extra_info
+    assert info["claim"] == "TH4" and info["verdict"] == "holds" and info["conditions"]["loop"] == "uvloop"
+    assert info["figures"]["speedup"] == {"value": 1.02, "unit": "x"}
+    assert info["settings"] == {"N": 3}
+
+
+def test_settle_fails_naming_the_figure_and_threshold_when_reality_disagrees():
+    ev = Evidence(CLAIM, "part")
+    ev.support("thread_speedup", 1.9, "<=", 1.25, "x", why="GIL")
+    bench = FakeBenchmark()
+    with pytest.raises(AssertionError) as err:
+        ev.settle(bench)
+    message = str(err.value)
+    assert "measured verdict 'refuted', expected 'holds'" in message
+    assert "thread_speedup' = 1.9 x, needs <= 1.25 x (failed)" in message
+    assert bench.extra_info["verdict"] == "refuted"  # the evidence is saved even when the test fails
+
+
+def test_settle_refuses_a_benchmark_that_never_ran():
+    ev = Evidence(CLAIM, "part")
+    ev.support("x", 1, "==", 1)
+    with pytest.raises(RuntimeError, match="needs a benchmark that has run"):
+        ev.settle(FakeBenchmark(ran=False))
+
+
+def test_unknown_comparison_is_refused():
+    with pytest.raises(ValueError, match="unknown comparison"):
+        Evidence(CLAIM, "p").support("x", 1, "~", 1)
+
+
+def test_samples_give_median_and_quartiles():
+    s = summarize([5, 1, 3, 2, 4])
+    assert (s["value"], s["q1"], s["q3"], s["n"], s["min"], s["max"]) == (3, 2, 4, 5, 1, 5)
+
+
+def test_module_settings_keep_plain_upper_case_constants():
+    import types
+    mod = types.ModuleType("m")
+    mod.ROUNDS, mod.SIZES, mod.lower, mod.FN = 5, (1, 2), 3, print
+    assert module_settings(mod) == {"ROUNDS": 5, "SIZES": [1, 2]}
