@@ -28,8 +28,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-from tabulate import tabulate
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from tabulate import tabulate  # noqa: E402
 
 from harness import catalogue
 from harness.evidence import combine
@@ -260,7 +264,7 @@ def part_table(parts: list[Part]) -> str:
     return tabulate([{k: md_cell(v) for k, v in r.items()} for r in rows], headers="keys", tablefmt="github")
 
 
-def render(results: dict[str, ClaimResult], runs: list[Run]) -> str:
+def render(results: dict[str, ClaimResult], runs: list[Run], plots: dict[str, str] | None = None) -> str:
     measured = sum(1 for r in results.values() if r.verdict)
     out = [
         "# Claim verdicts",
@@ -291,6 +295,8 @@ def render(results: dict[str, ClaimResult], runs: list[Run]) -> str:
             groups.setdefault(p.bench.get("group") or p.bench["name"].split("[")[0], []).append(p)
         for group, parts in groups.items():
             out += [f"### {group}", "", part_table(parts), ""]
+            if plots and group in plots:
+                out += [f"![{md_cell(group)}]({plots[group]})", ""]
             checks = [(p.bench["name"], ch) for p in parts for ch in p.info["checks"]]
             out += ["| benchmark | role | check | why |", "|---|---|---|---|"]
             out += [f"| {md_cell(n)} | {ch['role']} | {md_cell(fmt_check(ch))} | {md_cell(ch.get('why', ''))} |" for n, ch in checks]
@@ -316,6 +322,49 @@ def figures_frame(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows).convert_dtypes()
 
 
+def slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:60]
+
+
+def plot_group(group: str, parts: list[Part]):
+    """A figure of timing against the group's numeric param, one line per other param value.
+
+    Returns None when the group has no numeric axis with three or more values to draw.
+    """
+    params = [p.bench.get("params") or {} for p in parts]
+    numeric = [k for k in params[0] if all(isinstance(pp.get(k), (int, float)) and not isinstance(pp.get(k), bool)
+                                           for pp in params)]
+    numeric = [k for k in numeric if len({pp[k] for pp in params}) >= 3]
+    if not numeric:
+        return None
+    x_key = numeric[0]
+    series: dict[str, list[tuple[float, float, float, float]]] = {}
+    for p, pp in zip(parts, params):
+        label = ", ".join(f"{k}={v}" for k, v in pp.items() if k != x_key) or "median"
+        st = p.bench["stats"]
+        series.setdefault(label, []).append((pp[x_key], st["median"], st.get("q1", st["median"]), st.get("q3", st["median"])))
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for label, points in sorted(series.items()):
+        points.sort()
+        xs, med, q1, q3 = zip(*points)
+        ax.plot(xs, med, marker="o", label=label)
+        ax.fill_between(xs, q1, q3, alpha=0.2)
+    xs_all = [pp[x_key] for pp in params]
+    if min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 50:
+        ax.set_xscale("log")
+    meds = [p.bench["stats"]["median"] for p in parts]
+    if min(meds) > 0 and max(meds) / min(meds) >= 50:
+        ax.set_yscale("log")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("timed seconds (median, IQR shaded)")
+    ax.set_title(group, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # --- writing -------------------------------------------------------------------------------
 def write_atomic(path: Path, text: str) -> None:
     """Write next to the target, then rename over it: a reader never sees half a file."""
@@ -329,19 +378,44 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def save_figure_atomic(fig, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
 def build(paths: list[Path], out: Path) -> dict[str, ClaimResult]:
     claims = catalogue.load()
     runs = load_runs(paths)
     if not any("claim" in (b.get("extra_info") or {}) for r in runs for b in r.benchmarks):
         raise InputError(f"{', '.join(map(str, paths))}: no benchmark in these runs carries a claim's evidence")
     results = collect(runs, claims)
-    report = render(results, runs)
+    figures_by_file = {}
+    for r in results.values():
+        groups: dict[str, list[Part]] = {}
+        for p in r.parts:
+            groups.setdefault(p.bench.get("group") or p.bench["name"].split("[")[0], []).append(p)
+        for group, parts in groups.items():
+            fig = plot_group(group, parts)
+            if fig is not None:
+                figures_by_file[group] = (f"plots/{r.claim.id}-{slug(group)}.png", fig)
+    report = render(results, runs, {g: name for g, (name, _) in figures_by_file.items()})
     verdicts = pd.DataFrame(verdict_rows(results)).to_csv(index=False)
     figures = figures_frame(runs).to_csv(index=False)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "REPORT.md", report)
     write_atomic(out / "verdicts.csv", verdicts)
     write_atomic(out / "figures.csv", figures)
+    for name, fig in figures_by_file.values():
+        (out / name).parent.mkdir(exist_ok=True)
+        save_figure_atomic(fig, out / name)
     return results
 
 

@@ -128,3 +128,14 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     report.write_atomic(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["x.md"]
+
+
+def test_a_numeric_axis_with_three_values_gets_a_plot(write_run, tmp_path):
+    parts = [bench(name=f"test_z[{sel}-{n}]", params={"selector": sel, "n_fds": n}, group="IO7 wait cost")
+             for sel in ("poll", "epoll") for n in (10, 100, 1000)]
+    write_run("0001.json", parts)
+    report.build([tmp_path / "runs"], tmp_path / "out")
+    plots = list((tmp_path / "out" / "plots").glob("*.png"))
+    assert [p.name for p in plots] == ["TH4-io7-wait-cost.png"]
+    assert plots[0].read_bytes().startswith(b"\x89PNG")
+    assert "![IO7 wait cost](plots/TH4-io7-wait-cost.png)" in (tmp_path / "out" / "REPORT.md").read_text()
