@@ -130,7 +130,7 @@ def leak_guard(request):
 
 
 def pytest_sessionfinish(session):
-    """Stop multiprocessing's session-long helpers so that nothing outlives pytest."""
+    """Stop multiprocessing's session-long helpers, then make sure no child outlives pytest."""
     for module, attr in (("forkserver", "_forkserver"), ("resource_tracker", "_resource_tracker")):
         helper = getattr(getattr(multiprocessing, module, None), attr, None)
         stop = getattr(helper, "_stop", None)
@@ -139,6 +139,14 @@ def pytest_sessionfinish(session):
                 stop()
             except Exception:  # a helper that is already gone needs no stopping
                 pass
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=LEAK_GRACE_S)
+    if alive:
+        for proc in alive:
+            proc.kill()
+        names = ", ".join(f"pid {p.pid}" for p in alive)
+        session.config.get_terminal_writer().line(f"ERROR: child processes outlived the session and were killed: {names}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, config):
