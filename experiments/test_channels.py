@@ -1,0 +1,322 @@
+"""CM1: processes, threads and coroutines communicate through pipes, queues and semaphores or
+locks.
+
+What is measured, for each channel in each world and a few payload sizes:
+- process world: multiprocessing.Pipe, multiprocessing.Queue, shared memory
+  (multiprocessing.shared_memory) guarded by two multiprocessing.Semaphores per direction,
+  and socket.socketpair;
+- thread world: queue.Queue, and socket.socketpair between two threads;
+- coroutine world: asyncio.Queue between two tasks, on asyncio and on uvloop.
+The same echo peer runs at the far end of every channel. The benchmark is one round trip
+(send a message, receive the echo); throughput is a one-way stream of messages that the peer
+counts and acknowledges, measured after the benchmark (messages/s, and MB/s).
+
+How it is decided: the claim is that these are working ways to communicate, so each channel
+must deliver every message intact: every echo equals, byte for byte, the message sent (both
+directions, all payload bytes), and the stream's count and byte total reported by the peer
+equal what was sent. Latency and throughput are the figures the table is for; no verdict
+rests on them.
+
+Known traps: queue.Queue and asyncio.Queue pass *references*; no byte is copied, so their
+"MB/s" is a rate of handing over pointers, not a copy bandwidth, and it grows with the
+payload for free. multiprocessing.Queue pickles and sends through a pipe from a feeder
+thread, so its round trip includes two thread hand-offs per direction. The reply comparison
+(a memcmp) sits inside the timer; it is far cheaper than the copies it checks. Peers are started (fork) before
+any clock runs. Messages rotate through a few distinct random buffers made beforehand.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import queue
+import socket
+import struct
+import threading
+import time
+from multiprocessing import shared_memory
+from typing import Callable, NamedTuple
+
+import pytest
+
+from harness.aio import bench_async
+from harness.scale import pick
+
+PAYLOADS = pick(quick=(64, 64 << 10), full=(64, 64 << 10, 1 << 20))
+ROUNDS = pick(quick=5, full=15)
+ROUND_TRIP_BYTES = pick(quick=4 << 20, full=16 << 20)  # bytes echoed per round, bounds the time
+ROUND_TRIPS_MAX = 200  # per round: small payloads
+ROUND_TRIPS_MIN = 10  # per round: large payloads
+STREAM_BYTES = pick(quick=8 << 20, full=64 << 20)  # per stream sample
+STREAM_MESSAGES_MAX = 2000
+STREAM_SAMPLES = 3
+DISTINCT_MESSAGES = 4
+START_METHOD = "fork"  # peers are started outside the timer; fork starts them fastest
+RECV_TIMEOUT_S = 20.0  # a dead peer fails the test instead of hanging it (where a timeout is free)
+ECHO, STREAM, END, QUIT = b"ESFQ"
+
+SYNC_CHANNELS = [
+    ("process", "Pipe"),
+    ("process", "Queue"),
+    ("process", "shm+Semaphore"),
+    ("process", "socketpair"),
+    ("thread", "queue.Queue"),
+    ("thread", "socketpair"),
+]
+
+
+def round_trips_for(size: int) -> int:
+    return max(ROUND_TRIPS_MIN, min(ROUND_TRIPS_MAX, ROUND_TRIP_BYTES // size))
+
+
+def stream_messages_for(size: int) -> int:
+    return max(8, min(STREAM_MESSAGES_MAX, STREAM_BYTES // size))
+
+
+def payload_id(size: int) -> str:
+    return f"{size >> 20}MiB" if size >= 1 << 20 else f"{size >> 10}KiB" if size >= 1 << 10 else f"{size}B"
+
+
+def messages(tag: int, size: int) -> list[bytes]:
+    return [bytes([tag]) + os.urandom(size - 1) for _ in range(DISTINCT_MESSAGES)]
+
+
+class End(NamedTuple):
+    """One end of a channel: send(bytes) and recv() -> bytes-like."""
+
+    send: Callable
+    recv: Callable
+
+
+def serve(end: End) -> None:
+    """The echo peer: echoes ECHO messages, counts STREAM messages, reports them on END."""
+    count = nbytes = 0
+    while True:
+        msg = end.recv()
+        tag = msg[0]
+        if tag == ECHO:
+            end.send(msg)
+        elif tag == STREAM:
+            count += 1
+            nbytes += len(msg)
+        elif tag == END:
+            end.send(struct.pack("<qq", count, nbytes))
+            count = nbytes = 0
+        else:
+            return
+
+
+# --- the channels: open_channel returns the client's end, the peer's end, and what to close ---
+# --- on each side once the peer has stopped (the peer's side at once, if the peer is a child) ---
+
+
+class ShmSlot:
+    """A one-message slot in shared memory: `empty` and `full` semaphores hand it back and forth."""
+
+    def __init__(self, buf: memoryview, ctx):
+        self.buf, self.full, self.empty = buf, ctx.Semaphore(0), ctx.Semaphore(1)
+
+    def _acquire(self, sem) -> None:
+        if not sem.acquire(timeout=RECV_TIMEOUT_S):
+            raise TimeoutError("shared-memory peer did not answer")
+
+    def send(self, msg) -> None:
+        self._acquire(self.empty)
+        n = len(msg)
+        self.buf[:8] = n.to_bytes(8, "little")
+        self.buf[8:8 + n] = msg
+        self.full.release()
+
+    def recv(self) -> bytes:
+        self._acquire(self.full)
+        n = int.from_bytes(self.buf[:8], "little")
+        msg = bytes(self.buf[8:8 + n])  # copy out, as a pipe read would
+        self.empty.release()
+        return msg
+
+
+def _socket_end(sock: socket.socket) -> End:
+    header = struct.Struct("<I")
+
+    def recv_exact(n: int) -> bytearray:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = sock.recv_into(view[got:])
+            if not k:
+                raise EOFError("socketpair peer closed")
+            got += k
+        return buf
+
+    def send(msg) -> None:
+        sock.sendall(header.pack(len(msg)))
+        sock.sendall(msg)
+
+    return End(send, lambda: recv_exact(header.unpack(recv_exact(header.size))[0]))
+
+
+def open_channel(channel: str, size: int, ctx):
+    if channel == "Pipe":
+        a, b = ctx.Pipe()
+        return End(a.send_bytes, a.recv_bytes), End(b.send_bytes, b.recv_bytes), [a.close], [b.close]
+    if channel == "Queue":
+        to_peer, from_peer = ctx.Queue(), ctx.Queue()
+        client = End(to_peer.put, lambda: from_peer.get(timeout=RECV_TIMEOUT_S))
+        closers = [q_fn for q in (to_peer, from_peer) for q_fn in (q.close, q.join_thread)]
+        return client, End(from_peer.put, to_peer.get), closers, []
+    if channel == "queue.Queue":
+        to_peer, from_peer = queue.Queue(), queue.Queue()
+        return End(to_peer.put, lambda: from_peer.get(timeout=RECV_TIMEOUT_S)), End(from_peer.put, to_peer.get), [], []
+    if channel == "socketpair":
+        a, b = socket.socketpair()
+        return _socket_end(a), _socket_end(b), [a.close], [b.close]
+    if channel == "shm+Semaphore":
+        slot_bytes = 8 + max(size, 16)
+        shm = shared_memory.SharedMemory(create=True, size=2 * slot_bytes)
+        views = [shm.buf[:slot_bytes], shm.buf[slot_bytes:2 * slot_bytes]]
+        to_peer, from_peer = ShmSlot(views[0], ctx), ShmSlot(views[1], ctx)
+        closers = [v.release for v in views] + [shm.close, shm.unlink]
+        return End(to_peer.send, from_peer.recv), End(from_peer.send, to_peer.recv), closers, []
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+# --- measuring and deciding ---------------------------------------------------------------
+
+
+class Tally:
+    """What was sent and what came back intact, counted as the test runs."""
+
+    def __init__(self):
+        self.sent = self.delivered = self.corrupted = 0
+        self.stream_bytes_sent = self.stream_bytes_delivered = 0
+        self.stream_s: list[float] = []
+
+    def echo(self, msg, reply) -> None:
+        self.sent += 1
+        self.delivered += reply is not None
+        self.corrupted += reply != msg
+
+    def stream(self, count: int, size: int, summary, seconds: float) -> None:
+        got_count, got_bytes = struct.unpack("<qq", summary)
+        self.sent += count
+        self.delivered += got_count
+        self.stream_bytes_sent += count * size
+        self.stream_bytes_delivered += got_bytes
+        self.stream_s.append(seconds)
+
+
+def settle(benchmark, evidence, tally: Tally, world: str, channel: str, size: int) -> None:
+    stream_count = stream_messages_for(size)
+    evidence.condition(world=world, channel=channel, payload_bytes=size)
+    latency = evidence.figure("round_trip_latency", unit="us", samples=[s * 1e6 for s in benchmark.stats.stats.data])
+    evidence.figure("round_trips_per_s", 1e6 / latency, unit="1/s")
+    evidence.figure("stream_messages_per_s", unit="msg/s", samples=[stream_count / s for s in tally.stream_s])
+    evidence.figure("stream_MB_per_s", unit="MB/s", samples=[stream_count * size / s / 1e6 for s in tally.stream_s])
+    evidence.figure("messages_sent", tally.sent, unit="messages")
+    evidence.figure("messages_delivered", tally.delivered, unit="messages")
+    if world in ("thread", "coroutine") and channel != "socketpair":
+        evidence.note("in-process queue: messages are passed by reference, so MB/s counts no copied bytes")
+    evidence.support("messages_lost", tally.sent - tally.delivered, "==", 0, "messages",
+                     why="a channel delivers every message sent")
+    evidence.support("echoes_corrupted", tally.corrupted, "==", 0, "messages",
+                     why="every echo equals the message sent, byte for byte")
+    evidence.support("stream_bytes_lost", tally.stream_bytes_sent - tally.stream_bytes_delivered, "==", 0, "bytes",
+                     why="the peer received every byte of the stream")
+    evidence.settle(benchmark)
+
+
+@pytest.mark.claim("CM1")
+@pytest.mark.parametrize("payload", PAYLOADS, ids=payload_id)
+@pytest.mark.parametrize("world,channel", SYNC_CHANNELS, ids=[f"{w}-{c}" for w, c in SYNC_CHANNELS])
+def test_channel_delivers_every_message_intact(benchmark, evidence, world, channel, payload):
+    ctx = multiprocessing.get_context(START_METHOD)
+    client, peer_end, client_closers, peer_closers = open_channel(channel, payload, ctx)
+    if world == "process":
+        peer = ctx.Process(target=serve, args=(peer_end,), daemon=True)
+    else:
+        peer = threading.Thread(target=serve, args=(peer_end,), name="cm1-peer")
+    peer.start()
+    if world == "process":
+        for close in peer_closers:  # the child holds its own copy
+            close()
+        peer_closers = []
+    echoes, streams, tally = messages(ECHO, payload), messages(STREAM, payload), Tally()
+    turn = iter(range(1 << 62))
+
+    def round_trip():
+        msg = echoes[next(turn) % DISTINCT_MESSAGES]
+        client.send(msg)
+        tally.echo(msg, client.recv())
+
+    try:
+        benchmark.group = f"CM1 round trip, {payload_id(payload)} payload"
+        benchmark.pedantic(round_trip, rounds=ROUNDS, iterations=round_trips_for(payload), warmup_rounds=1)
+        count = stream_messages_for(payload)
+        for _ in range(STREAM_SAMPLES):
+            t0 = time.perf_counter()
+            for i in range(count):
+                client.send(streams[i % DISTINCT_MESSAGES])
+            client.send(bytes([END]))
+            summary = client.recv()
+            tally.stream(count, payload, summary, time.perf_counter() - t0)
+    finally:
+        try:
+            client.send(bytes([QUIT]))
+        except (OSError, TimeoutError, ValueError):
+            pass  # the peer is gone already; closing below still runs
+        peer.join(timeout=10)
+        if world == "process" and peer.is_alive():
+            peer.kill()
+            peer.join()
+        for close in client_closers + peer_closers:
+            close()
+    settle(benchmark, evidence, tally, world, channel, payload)
+
+
+async def aserve(inbox: asyncio.Queue, outbox: asyncio.Queue) -> None:
+    count = nbytes = 0
+    while True:
+        msg = await inbox.get()
+        tag = msg[0]
+        if tag == ECHO:
+            await outbox.put(msg)
+        elif tag == STREAM:
+            count += 1
+            nbytes += len(msg)
+        elif tag == END:
+            await outbox.put(struct.pack("<qq", count, nbytes))
+            count = nbytes = 0
+        else:
+            return
+
+
+@pytest.mark.claim("CM1")
+@pytest.mark.parametrize("payload", PAYLOADS, ids=payload_id)
+def test_asyncio_queue_delivers_every_message_intact(benchmark, evidence, loop, payload):
+    to_peer, from_peer = asyncio.Queue(), asyncio.Queue()
+    peer = loop.create_task(aserve(to_peer, from_peer))
+    echoes, streams, tally = messages(ECHO, payload), messages(STREAM, payload), Tally()
+    turn = iter(range(1 << 62))
+    count = stream_messages_for(payload)
+
+    async def round_trip():
+        msg = echoes[next(turn) % DISTINCT_MESSAGES]
+        await to_peer.put(msg)
+        tally.echo(msg, await from_peer.get())
+
+    async def stream() -> None:
+        t0 = time.perf_counter()
+        for i in range(count):
+            await to_peer.put(streams[i % DISTINCT_MESSAGES])
+        await to_peer.put(bytes([END]))
+        tally.stream(count, payload, await from_peer.get(), time.perf_counter() - t0)
+
+    try:
+        benchmark.group = f"CM1 round trip, {payload_id(payload)} payload"
+        bench_async(benchmark, loop, round_trip, rounds=ROUNDS, batch=round_trips_for(payload))
+        for _ in range(STREAM_SAMPLES):
+            loop.run_until_complete(stream())
+    finally:
+        loop.run_until_complete(to_peer.put(bytes([QUIT])))
+        loop.run_until_complete(asyncio.wait_for(peer, RECV_TIMEOUT_S))
+    settle(benchmark, evidence, tally, "coroutine", "asyncio.Queue", payload)
