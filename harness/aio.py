@@ -40,10 +40,11 @@ def close_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-def bench_async(benchmark, loop, coro_fn, *args, rounds: int, batch: int = 1, warmup_rounds: int = 1):
+def bench_async(benchmark, loop, coro_fn, *args, rounds: int, batch: int = 1, warmup_rounds: int = 1, setup=None):
     """Benchmark ``await coro_fn(*args)`` on `loop`: each round times `batch` awaits in the loop.
 
-    The benchmark's statistics are seconds per await (round time / batch).
+    The benchmark's statistics are seconds per await (round time / batch). `setup`, as in
+    pytest-benchmark's pedantic, runs untimed before each round (same-run baselines go there).
     Returns the result of the last await.
     """
     last = []
@@ -60,5 +61,5 @@ def bench_async(benchmark, loop, coro_fn, *args, rounds: int, batch: int = 1, wa
         timing.advance(loop.run_until_complete(timed_batch()) / batch)
 
     with timing.virtual():
-        benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+        benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
     return last[0] if last else None
