@@ -1,0 +1,265 @@
+"""Local servers for the I/O experiments, each in its own process, and the fixtures that run them.
+
+Why a separate process: a server in the client's interpreter would share its GIL and its event
+loop, so every client figure would include the server's work. Here each server is a fresh
+``python -m harness.servers <kind>`` child that binds 127.0.0.1 on port 0 and prints the port
+the kernel chose; the parent then probes it until it answers a real request.
+
+- ``http``: aiohttp; ``GET /delay?delay_ms=20`` answers "ok" after sleeping that long (the
+  latency L of EX1). The sleep is an ``asyncio.sleep``, so the server holds any number of
+  requests in flight at once and the client alone decides how many overlap.
+- ``rpc``: msgpack-RPC over TCP, the shape aiorpc speaks: request ``[0, msgid, method,
+  params]``, response ``[1, msgid, error, result]``; one method, ``sum``. Pipelined requests
+  are answered in order, all responses of one read written back in one write.
+
+Both servers run on uvloop when it is installed (the client's loop is what the experiments
+vary, the server's is held fixed). A server that does not come up within START_TIMEOUT_S
+raises an error naming it, with its stderr; it is stopped and reaped when its fixture ends,
+and it exits by itself if its parent dies (it watches its stdin for EOF).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT_S = 20.0  # a cold interpreter importing aiohttp takes ~0.5 s; the machine is shared
+STOP_TIMEOUT_S = 5.0
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = {"http": "HTTP server (aiohttp, /delay?delay_ms=)", "rpc": "msgpack-RPC server (sum)"}
+
+
+# --- the servers (run in the child) -------------------------------------------------------------
+def _serve_http(loop):
+    from aiohttp import web
+
+    async def delay(request):
+        await asyncio.sleep(float(request.query.get("delay_ms", "0")) / 1000.0)
+        return web.Response(text="ok")
+
+    async def start():
+        app = web.Application()
+        app.router.add_get("/delay", delay)
+        runner = web.AppRunner(app, access_log=None)  # a log line per request would cost CPU
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]
+
+    runner, port = loop.run_until_complete(start())
+    return port, runner.cleanup
+
+
+RPC_METHODS = {"sum": lambda *args: sum(args)}
+
+
+class _RPCServerProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        import msgpack
+
+        self.transport = transport
+        self.unpacker = msgpack.Unpacker()
+        self.packb = msgpack.packb
+
+    def data_received(self, data):
+        self.unpacker.feed(data)
+        out = []
+        for msg in self.unpacker:
+            kind, msgid, method, params = msg
+            fn = RPC_METHODS.get(method)
+            if kind != 0 or fn is None:
+                out.append(self.packb([1, msgid, f"no method {method!r}", None]))
+            else:
+                out.append(self.packb([1, msgid, None, fn(*params)]))
+        if out:
+            self.transport.write(b"".join(out))
+
+
+def _serve_rpc(loop):
+    server = loop.run_until_complete(
+        loop.create_server(_RPCServerProtocol, "127.0.0.1", 0, backlog=1024)
+    )
+    port = server.sockets[0].getsockname()[1]
+
+    async def cleanup():
+        server.close()
+        await server.wait_closed()
+
+    return port, cleanup
+
+
+SERVES = {"http": _serve_http, "rpc": _serve_rpc}
+
+
+def server_loop() -> str:
+    """The event loop the servers run on: uvloop when installed (held fixed; clients vary)."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def main(kind: str) -> None:
+    if server_loop() == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    port, cleanup = SERVES[kind](loop)
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+
+    def parent_gone():  # stdin is the parent's pipe: EOF means the parent is gone
+        if not os.read(0, 1024) and not stop.done():
+            stop.set_result(None)
+
+    loop.add_reader(0, parent_gone)
+    print(f"PORT {port}", flush=True)
+    loop.run_until_complete(stop)
+    loop.remove_reader(0)
+    loop.run_until_complete(cleanup())
+    loop.close()
+
+
+# --- the parent's side --------------------------------------------------------------------------
+@dataclass
+class Server:
+    kind: str
+    name: str
+    port: int
+    pid: int
+    host: str = "127.0.0.1"
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+def _probe(kind: str, port: int) -> None:
+    """One real request; raises OSError/ValueError until the server answers it correctly."""
+    if kind == "http":
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/delay?delay_ms=0")
+            resp = conn.getresponse()
+            if resp.status != 200 or resp.read() != b"ok":
+                raise ValueError(f"answered {resp.status}")
+        finally:
+            conn.close()
+    else:
+        import msgpack
+
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(msgpack.packb([0, 0, "sum", [1, 2]]))
+            unpacker = msgpack.Unpacker()
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    raise ValueError("closed the connection")
+                unpacker.feed(data)
+                for msg in unpacker:
+                    if list(msg) != [1, 0, None, 3]:
+                        raise ValueError(f"answered {msg!r}")
+                    return
+
+
+@contextlib.contextmanager
+def running_server(kind: str, timeout: float = START_TIMEOUT_S):
+    """Start the `kind` server in a child process, wait until it answers, yield a Server, stop it."""
+    name = NAMES[kind]
+    stderr = tempfile.TemporaryFile()
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    env.pop("PYTHONFAULTHANDLER", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.servers", kind],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    try:
+        port = _await_start(proc, kind, name, timeout, stderr)
+        yield Server(kind, name, port, proc.pid)
+    finally:
+        _stop(proc)
+        stderr.close()
+
+
+def _await_start(proc, kind, name, timeout, stderr) -> int:
+    deadline = time.monotonic() + timeout
+
+    def fail(why):
+        stderr.seek(0)
+        tail = stderr.read().decode(errors="replace")[-2000:]
+        raise ServerStartError(f"{name} did not start: {why} (pid {proc.pid}); its stderr:\n{tail}")
+
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline().decode().strip() if ready else ""
+    if not line.startswith("PORT "):
+        if proc.poll() is not None:
+            fail(f"exited with code {proc.returncode} before reporting its port")
+        fail(f"reported no port within {timeout:.0f} s (got {line!r})")
+    port = int(line.split()[1])
+    last_error = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            fail(f"exited with code {proc.returncode} after binding port {port}")
+        try:
+            _probe(kind, port)
+            return port
+        except (OSError, ValueError) as exc:
+            last_error = exc
+            time.sleep(0.05)
+    fail(f"bound port {port} but did not answer within {timeout:.0f} s (last error: {last_error!r})")
+
+
+def _stop(proc) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # anything it left in its session
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+# Module scope: set up before the per-test leak guard takes its snapshot, so the server's
+# process and listening socket are never counted against a test. Import into a test module
+# with ``from harness.servers import http_server``.
+@pytest.fixture(scope="module")
+def http_server():
+    with running_server("http") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def rpc_server():
+    with running_server("rpc") as server:
+        yield server
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
