@@ -1,12 +1,13 @@
 """Wall-clock and CPU accounting for one block of code, and repeated, interleaved samples.
 
 Verdicts in this suite come from ratios and CPU accounting measured in the same run. CPU
-time is the process's user + system time (all its threads, from os.times), so "utilisation"
-= CPU seconds / wall seconds reads directly as "how many cores were busy".
+time is the process's user + system time (all its threads, from getrusage, which counts in
+microseconds where os.times counts in 10 ms clock ticks), so "cores" = CPU seconds / wall
+seconds reads directly as "how many cores were busy".
 """
 from __future__ import annotations
 
-import os
+import resource
 import time
 from dataclasses import dataclass
 
@@ -38,19 +39,21 @@ class Meter:
         self.usage: Usage | None = None
 
     def __enter__(self) -> "Meter":
-        self._t0 = os.times()
+        self._t0 = self._cpu()
         self._w0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
         w1 = time.perf_counter()
-        t1 = os.times()
-        user = t1.user - self._t0.user
-        system = t1.system - self._t0.system
-        if self.children:
-            user += t1.children_user - self._t0.children_user
-            system += t1.children_system - self._t0.children_system
+        user, system = (b - a for a, b in zip(self._t0, self._cpu()))
         self.usage = Usage(w1 - self._w0, user, system)
+
+    def _cpu(self) -> tuple[float, float]:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        if not self.children:
+            return me.ru_utime, me.ru_stime
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime
 
 
 def measure(fn, *args, children: bool = False, **kwargs) -> Usage:

@@ -89,3 +89,15 @@ def test_module_settings_keep_plain_upper_case_constants():
     mod = types.ModuleType("m")
     mod.ROUNDS, mod.SIZES, mod.lower, mod.FN = 5, (1, 2), 3, print
     assert module_settings(mod) == {"ROUNDS": 5, "SIZES": [1, 2]}
+
+
+def test_meter_counts_cpu_of_busy_code_and_none_of_sleeping_code():
+    import time
+
+    from harness.measure import measure
+    from harness.workloads import spin
+
+    busy = measure(spin, 300_000)
+    idle = measure(time.sleep, 0.05)
+    assert busy.cpu > 0.5 * busy.wall  # a busy loop is on a CPU most of its wall time
+    assert idle.cpu < 0.2 * idle.wall  # a sleep is not
