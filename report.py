@@ -216,6 +216,8 @@ def verdict_cell(result: ClaimResult) -> str:
         text = result.verdict
         if result.verdict != result.claim.expected:
             text += f" (catalogue expects {result.claim.expected})"
+        elif result.claim.predicted and result.claim.predicted != result.verdict:
+            text += f" (predicted {result.claim.predicted})"
         return text
     if result.claim.expected == "not-testable":
         return "not-testable"

@@ -41,10 +41,10 @@ import resource
 
 import pytest
 
-from harness import timing
 from harness.scale import pick
 from harness.skips import needs_linux
 from harness.subproc import run_python
+from harness.timing import pedantic_self_timed
 
 THREAD_COUNTS = pick(quick=(100, 500), full=(100, 500, 2_000))
 TASK_COUNTS = pick(quick=(1_000, 10_000, 100_000), full=(1_000, 10_000, 100_000, 1_000_000))
@@ -159,11 +159,11 @@ def probe(unit: str, n: int, env: dict | None = None) -> dict:
     return out
 
 
-def timed_probe(unit: str, n: int, results: list, env: dict | None = None) -> None:
-    """Benchmark target: the clock keeps only the child's time to start the units."""
+def timed_probe(unit: str, n: int, results: list, env: dict | None = None) -> float:
+    """Benchmark target: returns the child's own time to start the units, all the clock keeps."""
     out = probe(unit, n, env)
-    timing.advance(out["seconds"])  # under timing.virtual(): only the child's start time counts
     results.append(out)
+    return out["seconds"]
 
 
 def record_common(evidence, out: dict, unit: str, n: int) -> None:
@@ -189,8 +189,7 @@ def test_resident_memory_per_unit_is_far_below_the_notes_figures(benchmark, evid
     results: list[dict] = []
     benchmark.group = f"CO5 start {unit}s and wait until all are blocked"
     rounds = MEMORY_ROUNDS if n < BIG_N else BIG_N_ROUNDS
-    with timing.virtual():
-        benchmark.pedantic(timed_probe, args=(unit, n, results), rounds=rounds)
+    pedantic_self_timed(benchmark, lambda: timed_probe(unit, n, results), rounds=rounds)
 
     record_common(evidence, results[-1], unit, n)
     started = min(r["started"] for r in results)
@@ -236,8 +235,8 @@ def test_thread_heap_is_a_shared_lazily_made_malloc_arena(benchmark, evidence):
         one_arena.append(probe("thread", ARENA_THREADS, env={"MALLOC_ARENA_MAX": "1"}))
 
     benchmark.group = "CO5 start threads and wait until all are blocked"
-    with timing.virtual():
-        benchmark.pedantic(timed_probe, args=("thread", ARENA_THREADS, results), setup=setup, rounds=MEMORY_ROUNDS)
+    pedantic_self_timed(benchmark, lambda: timed_probe("thread", ARENA_THREADS, results), setup=setup,
+                        rounds=MEMORY_ROUNDS)
 
     out = results[-1]
     if out.get("arenas_created") is None:
@@ -302,8 +301,7 @@ def test_tasks_cost_far_less_memory_than_threads(benchmark, evidence):
         threads.append(probe("thread", THREAD_CAP))
 
     benchmark.group = "CO5 start as many units as the budget allows"
-    with timing.virtual():
-        benchmark.pedantic(timed_probe, args=("coroutine", TASK_CAP, tasks), setup=setup, rounds=1)
+    pedantic_self_timed(benchmark, lambda: timed_probe("coroutine", TASK_CAP, tasks), setup=setup, rounds=1)
 
     th, tk = threads[-1], tasks[-1]
     record_common(evidence, th, "thread+coroutine", THREAD_CAP)

@@ -37,8 +37,8 @@ import time
 
 import pytest
 
-from harness import timing
 from harness.scale import pick
+from harness.timing import pedantic_self_timed
 
 TASKS = pick(quick=50, full=100)
 INCREMENTS = pick(quick=100, full=500)  # per task
@@ -121,16 +121,15 @@ def bench_counter(benchmark, loop, body, baselines=None):
 
     def target():
         seconds, counter = loop.run_until_complete(run_tasks(body))
-        timing.advance(seconds / total)
         samples.append((seconds / total, counter))
+        return seconds
 
     def setup():
         for name, other in baselines.items():
             seconds, counter = loop.run_until_complete(run_tasks(other))
             base[name].append((seconds / total, counter))
 
-    with timing.virtual():
-        benchmark.pedantic(target, setup=setup, rounds=ROUNDS, warmup_rounds=1)
+    pedantic_self_timed(benchmark, target, units=total, setup=setup, rounds=ROUNDS, warmup_rounds=1)
     return samples[-ROUNDS:], {name: got[-ROUNDS:] for name, got in base.items()}
 
 

@@ -57,9 +57,8 @@ def bench_async(benchmark, loop, coro_fn, *args, rounds: int, batch: int = 1, wa
         last[:] = [result]
         return elapsed
 
-    def target():
-        timing.advance(loop.run_until_complete(timed_batch()) / batch)
-
-    with timing.virtual():
-        benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+    timing.pedantic_self_timed(
+        benchmark, lambda: loop.run_until_complete(timed_batch()),
+        rounds=rounds, units=batch, setup=setup, warmup_rounds=warmup_rounds,
+    )
     return last[0] if last else None

@@ -21,6 +21,7 @@ class Claim:
     expected: str
     caveat: str = ""
     why_not_testable: str = ""
+    predicted: str = ""  # the claim catalogue's prediction, kept where the measurement disagreed with it
 
 
 class CatalogueError(ValueError):
@@ -41,6 +42,8 @@ def load(path: Path = CATALOGUE_PATH) -> dict[str, Claim]:
             raise CatalogueError(f"{path}: duplicate claim ID {claim.id}")
         if claim.expected not in VERDICTS:
             raise CatalogueError(f"{path}: {claim.id} expects unknown verdict {claim.expected!r}")
+        if claim.predicted and claim.predicted not in VERDICTS:
+            raise CatalogueError(f"{path}: {claim.id} has unknown predicted verdict {claim.predicted!r}")
         if claim.expected == "not-testable" and not claim.why_not_testable:
             raise CatalogueError(f"{path}: {claim.id} is not-testable but says not why")
         claims[claim.id] = claim

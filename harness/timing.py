@@ -33,6 +33,25 @@ def virtual():
         _virtual = None
 
 
+def pedantic_self_timed(benchmark, run, *, rounds: int, units: int = 1, setup=None, warmup_rounds: int = 0):
+    """benchmark.pedantic over `run`, a callable that times itself and returns its seconds.
+
+    The benchmark sees run()'s own seconds / `units` (per unit), never what run() spends
+    outside its own timer: entering an event loop, starting a child, collecting results.
+    `setup` runs untimed before each round, where same-run baselines go. Returns the
+    per-unit seconds of every round, warm-up rounds included.
+    """
+    per_unit: list[float] = []
+
+    def target():
+        per_unit.append(run() / units)
+        advance(per_unit[-1])
+
+    with virtual():
+        benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+    return per_unit
+
+
 def advance(seconds: float) -> None:
     global _virtual
     if _virtual is None:
