@@ -41,7 +41,7 @@ from harness.workloads import spin, split
 
 WORKERS = pick(quick=(2,), full=(2, 4))
 WORK_UNITS = pick(quick=2_000_000, full=8_000_000)  # spin() iterations per run, all workers together
-ROUNDS = pick(quick=5, full=15)
+ROUNDS = pick(quick=7, full=15)  # best-of-7 keeps the process control clear of passing noise
 MAX_THREAD_SPEEDUP = 1.25  # GIL-bound threads measure 0.75-1.05 here; parallel threads would give ~k
 MAX_THREAD_CORES = 1.3  # one core busy = 1.0; the GIL hand-off adds a little system time
 MIN_CONTROL_SPEEDUP = 1.3  # below this even processes did not run in parallel: no conclusion
