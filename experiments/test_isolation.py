@@ -75,6 +75,26 @@ def _skip_unless_available(method: str) -> None:
         pytest.skip(f"start method {method!r} is not available on this platform")
 
 
+def run_child(ctx, target, arg):
+    """Run target(sender, arg) in a child; return (what it sent or None, its exit code).
+
+    The child is always joined, and killed if it overstays CHILD_TIMEOUT_S.
+    """
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=target, args=(sender, arg))
+    child.start()
+    sender.close()
+    try:
+        report = receiver.recv() if receiver.poll(CHILD_TIMEOUT_S) else None
+    finally:
+        child.join(CHILD_TIMEOUT_S)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        receiver.close()
+    return report, child.exitcode
+
+
 @pytest.mark.claim("PR1")
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_child_process_writes_are_invisible_to_parent(benchmark, evidence, start_method):
@@ -85,19 +105,9 @@ def test_child_process_writes_are_invisible_to_parent(benchmark, evidence, start
     def child_round():
         _reset_shared()
         SHARED["before_start"] = "token"  # a change made at run time, after import
-        receiver, sender = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_mutate_shared, args=(sender, CHILD_WRITES))
-        child.start()
-        sender.close()
-        try:
-            reports.append(receiver.recv() if receiver.poll(CHILD_TIMEOUT_S) else None)
-        finally:
-            child.join(CHILD_TIMEOUT_S)
-            if child.is_alive():
-                child.kill()
-                child.join()
-            receiver.close()
-        parent_views.append((SHARED["writer"], len(SHARED["items"]), child.exitcode))
+        report, exitcode = run_child(ctx, _mutate_shared, CHILD_WRITES)
+        reports.append(report)
+        parent_views.append((SHARED["writer"], len(SHARED["items"]), exitcode))
 
     benchmark.group = "PR1 start a child that writes a global, join it"
     benchmark.pedantic(child_round, rounds=ROUNDS)
@@ -149,18 +159,7 @@ def test_forked_child_shares_pages_until_it_writes_them(benchmark, evidence):
     reports = []
 
     def fork_and_write():
-        receiver, sender = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_cow_child, args=(sender, buf))
-        child.start()
-        sender.close()
-        try:
-            reports.append(receiver.recv() if receiver.poll(CHILD_TIMEOUT_S) else None)
-        finally:
-            child.join(CHILD_TIMEOUT_S)
-            if child.is_alive():
-                child.kill()
-                child.join()
-            receiver.close()
+        reports.append(run_child(ctx, _cow_child, buf)[0])
 
     benchmark.group = "PR1 fork a child that writes every page of a buffer"
     benchmark.pedantic(fork_and_write, rounds=ROUNDS)
