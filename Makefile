@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SCALE ?= quick
 PYTEST_ARGS ?=
 
-.PHONY: venv test reproduce report clean
+.PHONY: venv test reproduce report publish clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ reproduce: venv
 
 report: venv
 	$(PY) report.py
+
+# The report over results/, plus its verdict table in README.md: what a reference run publishes.
+publish: venv
+	$(PY) report.py --readme README.md
 
 clean:
 	rm -rf build .pytest_cache

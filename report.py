@@ -8,7 +8,10 @@ Writes, atomically, into --out (default results/):
 - REPORT.md     the verdict table for the whole catalogue, then a section per claim with its
                 figures as tables whose axes are the benchmarks' params;
 - verdicts.csv  one row per claim;
-- figures.csv   one row per figure per benchmark per run (long format, for pandas).
+- figures.csv   one row per figure per benchmark per run (long format, for pandas);
+- plots/        timing against each group's numeric param, where a group has one.
+With --readme FILE, the compact verdict table also replaces the block between
+``<!-- verdicts:begin -->`` and ``<!-- verdicts:end -->`` in FILE.
 
 With several runs, each claim is reported from the newest run that measured it, and the
 table says in how many runs the same verdict came out (a verdict that flips between reruns
@@ -307,6 +310,23 @@ def render(results: dict[str, ClaimResult], runs: list[Run], plots: dict[str, st
     return "\n".join(out) + "\n"
 
 
+README_BEGIN, README_END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
+
+
+def compact_table(results: dict[str, ClaimResult]) -> str:
+    """The verdict table without the long columns, for a README."""
+    rows = [{"ID": r["id"], "claim": r["claim"], "verdict": r["verdict"], "deciding figures": r["deciding figures"]}
+            for r in verdict_rows(results)]
+    return tabulate([{k: md_cell(v) for k, v in row.items()} for row in rows], headers="keys", tablefmt="github")
+
+
+def with_verdicts(readme_text: str, table: str, path: Path) -> str:
+    begin, end = readme_text.find(README_BEGIN), readme_text.find(README_END)
+    if begin < 0 or end < begin:
+        raise InputError(f"{path}: no {README_BEGIN} ... {README_END} block to fill")
+    return readme_text[: begin + len(README_BEGIN)] + "\n" + table + "\n" + readme_text[end:]
+
+
 def figures_frame(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
@@ -393,7 +413,7 @@ def save_figure_atomic(fig, path: Path) -> None:
         plt.close(fig)
 
 
-def build(paths: list[Path], out: Path) -> dict[str, ClaimResult]:
+def build(paths: list[Path], out: Path, readme: Path | None = None) -> dict[str, ClaimResult]:
     claims = catalogue.load()
     runs = load_runs(paths)
     if not any("claim" in (b.get("extra_info") or {}) for r in runs for b in r.benchmarks):
@@ -411,10 +431,18 @@ def build(paths: list[Path], out: Path) -> dict[str, ClaimResult]:
     report = render(results, runs, {g: name for g, (name, _) in figures_by_file.items()})
     verdicts = pd.DataFrame(verdict_rows(results)).to_csv(index=False)
     figures = figures_frame(runs).to_csv(index=False)
+    readme_text = None
+    if readme is not None:
+        try:
+            readme_text = with_verdicts(readme.read_text(encoding="utf-8"), compact_table(results), readme)
+        except (OSError, UnicodeDecodeError):
+            raise InputError(f"{readme}: cannot read it as a text file") from None
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "REPORT.md", report)
     write_atomic(out / "verdicts.csv", verdicts)
     write_atomic(out / "figures.csv", figures)
+    if readme_text is not None:
+        write_atomic(readme, readme_text)
     for name, fig in figures_by_file.values():
         (out / name).parent.mkdir(exist_ok=True)
         save_figure_atomic(fig, out / name)
@@ -425,10 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", type=Path, help="run files or directories (default: results/)")
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="where to write REPORT.md and the CSVs")
+    parser.add_argument("--readme", type=Path, help="also put the verdict table into this file's verdicts block")
     args = parser.parse_args(argv)
     paths = args.paths or [DEFAULT_RESULTS]
     try:
-        results = build(paths, args.out)
+        results = build(paths, args.out, args.readme)
     except (InputError, catalogue.CatalogueError) as exc:
         print(f"report.py: {exc}", file=sys.stderr)
         return 2

@@ -139,3 +139,22 @@ def test_a_numeric_axis_with_three_values_gets_a_plot(write_run, tmp_path):
     assert [p.name for p in plots] == ["TH4-io7-wait-cost.png"]
     assert plots[0].read_bytes().startswith(b"\x89PNG")
     assert "![IO7 wait cost](plots/TH4-io7-wait-cost.png)" in (tmp_path / "out" / "REPORT.md").read_text()
+
+
+def test_readme_block_gets_the_verdict_table_and_nothing_else_changes(write_run, tmp_path):
+    write_run("0001.json", [bench()])
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- verdicts:begin -->\nold\n<!-- verdicts:end -->\noutro\n")
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- verdicts:begin -->\n| ID") and text.endswith("<!-- verdicts:end -->\noutro\n")
+    assert "\nold\n" not in text and "| TH4 " in text
+
+
+def test_readme_without_the_block_is_refused_before_anything_is_written(write_run, tmp_path, capsys):
+    write_run("0001.json", [bench()])
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 2
+    assert "verdicts:begin" in capsys.readouterr().err
+    assert readme.read_text() == "no markers here\n" and not (tmp_path / "out").exists()
