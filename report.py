@@ -206,9 +206,10 @@ def deciding_figures(parts: list[Part], limit: int = 4) -> str:
     rank = lambda c: (0 if c["role"] == "support" and not c["passed"] else 1 if c["role"] == "caveat" and c["passed"] else 2)
     seen, shown = set(), []
     for check in sorted(checks, key=rank):
-        if check["name"] in seen:
+        key = (check["name"], check["role"], check["op"])  # one line per kind of check, not per parameter
+        if key in seen:
             continue
-        seen.add(check["name"])
+        seen.add(key)
         shown.append(fmt_check(check))
     more = len(checks) - len(shown[:limit])
     return "; ".join(shown[:limit]) + (f"; … {more} more checks below" if more > 0 else "")

@@ -311,6 +311,7 @@ def test_one_wait_finds_the_ready_descriptor_among_n(benchmark, evidence, select
         except ValueError as exc:  # select.select: a descriptor number >= FD_SETSIZE
             evidence.note(f"select.select on descriptors up to {max_fd} raised ValueError: {exc}")
             evidence.figure("select_error", str(exc))
+            benchmark.group = "IO7 select refuses descriptors numbered >= FD_SETSIZE (time to raise)"
             benchmark.pedantic(_raises, args=(wait,), rounds=5)
             evidence.support("highest_descriptor_refused", max_fd, ">=", FD_SETSIZE, "fd",
                              why="select's fd_set holds only descriptors numbered below FD_SETSIZE")
