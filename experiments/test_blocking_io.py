@@ -19,8 +19,10 @@ spends its time in syscalls with the GIL released).
 IO5 (holds): a blocking recv suspends its caller until data is ready, then the caller copies
 it. (a) recv with the device's delay L: wall ≈ L and the caller's CPU ≈ 0 while it waits (thread
 CPU, and process CPU from os.times, 10 ms resolution, as a figure); the bytes are then in the
-user buffer. (b) Data that is ready stays in the kernel (FIONREAD counts it, the user buffer is
-untouched) until the caller's recv copies it; that recv is pure CPU work of the caller.
+user buffer. (b) Data that is ready stays in the kernel until the caller's recv copies it:
+FIONREAD counts all of it queued in the kernel before the recv (this decides; the user buffer is
+zeroed in the same setup and nothing reads into it before the recv, so it is untouched by
+construction, not by measurement), and that recv is then pure CPU work of the caller.
 
 Traps: the work ratio compares wall-clock windows on a shared machine, where one 0.1 s
 window's rate swings 0.25-2.9x; so rates are pooled over interleaved rounds and the margin is
@@ -102,8 +104,12 @@ class SlowDevice:
             raise
         finally:
             os.close(theirs)  # only the child writes: its exit then reads as EOF here
-        self.request(0, 1)  # the child is up once this byte arrives
-        self.read_into(bytearray(1), 1)
+        try:
+            self.request(0, 1)  # the child is up once this byte arrives
+            self.read_into(bytearray(1), 1)
+        except BaseException:
+            self.close()  # the child runs in its own session: nothing else would end it
+            raise
 
     def request(self, delay: float, nbytes: int) -> None:
         self.proc.stdin.write(f"{delay} {nbytes}\n".encode())
@@ -133,7 +139,10 @@ class SlowDevice:
             os.close(self.fd)
 
     def close(self):
-        self.proc.stdin.close()  # EOF: the child's loop ends
+        try:
+            self.proc.stdin.close()  # EOF: the child's loop ends
+        except OSError:  # the child is gone already (broken pipe on the final flush)
+            pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -266,10 +275,11 @@ def test_blocking_recv_suspends_caller_until_data_arrives(benchmark, evidence, d
     evidence.figure("wall", unit="s", samples=[w for w, _, _ in waits])
     evidence.figure("caller_cpu", unit="s", samples=[c for _, c, _ in waits])
     evidence.figure("process_cpu_os_times", unit="s", samples=[p for _, _, p in waits])
-    over = evidence.figure("wall_over_delay", unit="x", samples=[w / delay_s for w, _, _ in waits])
+    overs = [w / delay_s for w, _, _ in waits]
+    over = evidence.figure("wall_over_delay", unit="x", samples=overs)
     cores = evidence.figure("caller_cores", unit="cores", samples=[c / w for w, c, _ in waits])
     evidence.support("wall_over_delay", over, ">=", MIN_WAIT_OVER_DELAY, "x", why="the call returned only once data was there")
-    evidence.support("wall_over_delay_max", over, "<=", MAX_WAIT_OVER_DELAY, "x", why="and soon after it was")
+    evidence.support("wall_over_delay_max", max(overs), "<=", MAX_WAIT_OVER_DELAY, "x", why="and soon after it was")
     evidence.support("caller_cores", cores, "<=", MAX_BLOCKED_CORES, "cores", why="the suspended caller used no CPU")
     evidence.support(
         "rounds_with_bytes_in_user_buffer", sum(intact), "==", ROUNDS, "rounds",
@@ -283,7 +293,7 @@ def test_blocking_recv_suspends_caller_until_data_arrives(benchmark, evidence, d
 def test_ready_data_waits_in_kernel_until_caller_copies_it(benchmark, evidence, device):
     buf = bytearray(READY_BYTES)
     expected = pattern(READY_BYTES)
-    queued_before, untouched_before, copies, intact = [], [], [], []
+    queued_before, copies, intact = [], [], []
 
     def setup():
         buf[:] = bytes(READY_BYTES)
@@ -292,7 +302,6 @@ def test_ready_data_waits_in_kernel_until_caller_copies_it(benchmark, evidence, 
         while device.queued() < READY_BYTES and time.monotonic() < deadline:
             time.sleep(0.001)  # the data is ready; nobody has asked for it yet
         queued_before.append(device.queued())
-        untouched_before.append(not any(buf))
 
     def recv_ready():
         c0, w0 = time.thread_time(), time.perf_counter()
@@ -314,9 +323,9 @@ def test_ready_data_waits_in_kernel_until_caller_copies_it(benchmark, evidence, 
         "queued_fraction_before_recv", min(queued_before) / READY_BYTES, "==", 1.0, "",
         why="ready data waits whole in the kernel buffer (FIONREAD) until someone calls recv",
     )
-    evidence.support(
-        "rounds_with_untouched_user_buffer", sum(untouched_before), "==", ROUNDS, "rounds",
-        why="the kernel does not write ready data into the caller's buffer by itself",
+    evidence.note(
+        "the user buffer is zeroed in setup and no recv runs before FIONREAD is read, so it is "
+        "untouched before the recv by construction; FIONREAD (all bytes queued in the kernel) decides"
     )
     evidence.support(
         "recv_cores", cores, ">=", MIN_READY_RECV_CORES, "cores",

@@ -51,12 +51,32 @@ ZLIB_BUFFER_BYTES = pick(quick=1 << 20, full=4 << 20)
 START_METHOD = "fork"  # workers inherit the buffers below instead of receiving copies
 
 
-def run_threads(fn, shares):
-    threads = [threading.Thread(target=fn, args=(share,)) for share in shares]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+class ParkedThreads:
+    """One thread per share, started ahead of the clock and parked until go().
+
+    Thread start-up then stays out of the timed run, as the process pool's does.
+    """
+
+    def __init__(self, fn, shares):
+        self._gate = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(fn, share)) for share in shares]
+        try:
+            for t in self._threads:
+                t.start()
+        except BaseException:
+            self.go()
+            raise
+
+    def _run(self, fn, share):
+        self._gate.wait()
+        fn(share)
+
+    def go(self):
+        """Release the threads and wait for them all to finish their share."""
+        self._gate.set()
+        for t in self._threads:
+            if t.ident is not None:  # started (join on a thread never started raises)
+                t.join()
 
 
 _BUFFERS: dict[int, bytes] = {}
@@ -78,6 +98,7 @@ def scaling(benchmark, evidence, fn, shares):
     """
     workers = len(shares)
     samples = {"sequential": [], "threads": [], "processes": []}
+    parked: list[ParkedThreads] = []
     ctx = multiprocessing.get_context(START_METHOD)
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         list(pool.map(fn, shares))  # start the workers before any clock runs
@@ -85,11 +106,16 @@ def scaling(benchmark, evidence, fn, shares):
         def setup():
             samples["sequential"].append(measure(lambda: [fn(s) for s in shares]))
             samples["processes"].append(measure(lambda: list(pool.map(fn, shares))))
+            parked.append(ParkedThreads(fn, shares))
 
         def threaded():
-            samples["threads"].append(measure(run_threads, fn, shares))
+            samples["threads"].append(measure(parked[-1].go))
 
-        benchmark.pedantic(threaded, setup=setup, rounds=ROUNDS)
+        try:
+            benchmark.pedantic(threaded, setup=setup, rounds=ROUNDS)
+        finally:
+            for threads in parked:  # a round that never ran still has its threads parked
+                threads.go()
 
     best = {name: min(u.wall for u in us) for name, us in samples.items()}
     for name, us in samples.items():

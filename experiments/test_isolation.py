@@ -11,8 +11,9 @@ What is measured:
   mappers) from /proc/<pid>/smaps (psutil.memory_full_info), writes one byte to every page
   of the buffer, and reads them again. Private memory that grows by about the buffer's size
   only after the write is copy-on-write: the pages were shared until written.
-- TH1: a thread's writes to a global are seen by the main thread (same objects, same
-  identity); k threads doing an unsynchronised read-modify-write of a shared counter, with
+- TH1: a thread's writes to a global are seen by the main thread, and an object the thread
+  creates and stores in the global is, when the main thread reads it back, that very object
+  (the id() the thread recorded); k threads doing an unsynchronised read-modify-write of a shared counter, with
   time.sleep(0) between the read and the write to force the interleaving, lose updates;
   the same loop under a threading.Lock loses none (the control, measured in the same rounds).
 
@@ -82,15 +83,18 @@ def run_child(ctx, target, arg):
     """
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(target=target, args=(sender, arg))
-    child.start()
-    sender.close()
     try:
+        try:
+            child.start()
+        finally:
+            sender.close()  # the child has its own copy; ours goes, started or not
         report = receiver.recv() if receiver.poll(CHILD_TIMEOUT_S) else None
     finally:
-        child.join(CHILD_TIMEOUT_S)
-        if child.is_alive():
-            child.kill()
-            child.join()
+        if child.pid is not None:  # started: join it, kill it if it overstays
+            child.join(CHILD_TIMEOUT_S)
+            if child.is_alive():
+                child.kill()
+                child.join()
         receiver.close()
     return report, child.exitcode
 
@@ -198,18 +202,24 @@ def test_thread_writes_are_visible_to_other_threads(benchmark, evidence):
 
     def thread_round():
         _reset_shared()
-        written_id = []
+        SHARED.pop("made_by_thread", None)
+        made_id = []
 
         def writer():
             SHARED["writer"] = "thread"
             SHARED["items"].extend(range(CHILD_WRITES))
-            written_id.append(id(SHARED["items"]))
+            made = [object()]  # a new object, created in the thread ...
+            SHARED["made_by_thread"] = made  # ... and stored where the main thread looks
+            made_id.append(id(made))
 
         t = threading.Thread(target=writer)
         t.start()
         t.join()
         seen.append(len(SHARED["items"]) + (SHARED["writer"] == "thread"))
-        same_object.append(written_id[0] == id(SHARED["items"]))
+        # what the main thread reads back is the thread's object itself, not a copy (a
+        # process would see no such key, or a copy with its own id)
+        read_back = SHARED.pop("made_by_thread", None)
+        same_object.append(bool(made_id) and read_back is not None and id(read_back) == made_id[0])
 
     benchmark.group = "TH1 start a thread that writes a global, join it"
     benchmark.pedantic(thread_round, rounds=ROUNDS)
@@ -222,7 +232,7 @@ def test_thread_writes_are_visible_to_other_threads(benchmark, evidence):
     )
     evidence.support(
         "rounds_with_same_object", sum(same_object), "==", ROUNDS, "rounds",
-        why="one address space: the thread's list has the main thread's id()",
+        why="one address space: the object the thread created and stored is, read back by the main thread, the same object (same id())",
     )
     evidence.settle(benchmark, expect="holds")
 

@@ -17,16 +17,21 @@ a reservation (HEAP_MAX), made lazily when a thread first mallocs and capped at
 8 x online CPUs arenas, then shared. So the two numbers are address space, not memory used.
 
 How it is decided:
-- threads: VMS/thread, less the arenas they made (64 MiB each), >= 4 MiB (the stack
-  reservation the claim names is there: support) while
-  resident/thread <= 256 KiB (it is reservation, not use: caveat);
+- threads: VMS/thread, less the arenas they made, >= 4 MiB (the stack reservation the
+  claim names is there: support) while
+  resident/thread <= 256 KiB (it is reservation, not use: caveat). The arenas are taken
+  out at GLIBC_HEAP_MAX = 64 MiB each: glibc's documented HEAP_MAX on 64-bit, an
+  assumption in that test (recorded as a setting), not a figure measured in its child; the
+  arena test below measures the VMS per arena separately. Overstating it would only
+  understate the stack figure, i.e. make the support check harder to pass;
 - arenas: address space per new arena >= 32 MiB (the 64 MB exists: support) while fewer
   arenas than threads are made (shared, not per thread: caveat);
 - tasks: resident/task < 12 KiB (support) and <= 4 KiB, a third of the notes' figure (caveat);
 - counts: units are started up to a bounded cap within a time budget; the ceilings are
   projected from the measured per-unit figures and the kernel's limits read in this run.
-  Support: thread/task resident ratio and task/thread ceiling ratio; caveat: the thread
-  ceiling comes from kernel count limits (maps, pids), not from the memory the notes quote.
+  Support: the thread/task resident ratio; the task/thread ceiling ratio is a projection
+  from those same figures (a labelled figure, not a check); caveat: the thread ceiling
+  comes from kernel count limits (maps, pids), not from the memory the notes quote.
 
 Known traps: "resident" is the larger of RSS and USS (older kernels batch per-thread RSS
 counters, so RSS alone can lag with many threads); gc runs before each snapshot; the
@@ -60,9 +65,8 @@ MAX_THREAD_RESIDENT_PER_UNIT = 256 << 10  # measured ~16 KiB: a few stack pages 
 NOTES_TASK_BYTES = 12 << 10  # "about a dozen KB"
 MAX_TASK_RESIDENT_PER_UNIT = 4 << 10  # measured ~1.1-1.2 KiB
 MIN_ARENA_VMS = 32 << 20  # a glibc arena heap reserves HEAP_MAX = 64 MiB on 64-bit
-GLIBC_HEAP_MAX = 64 << 20  # taken out of a thread's VMS to leave its stack (measured: next test)
+GLIBC_HEAP_MAX = 64 << 20  # glibc's documented HEAP_MAX (64-bit): an assumed, not measured, arena size
 MIN_RESIDENT_RATIO = 4.0  # thread/task resident bytes per unit measure ~13x here
-MIN_CEILING_RATIO = 10.0  # projected task ceiling / thread ceiling
 
 # The child: start N units (or as many as START_BUDGET_S allows), snapshot, emit, exit hard
 # (tearing down 100k tasks or thousands of threads is not what is measured).
@@ -202,10 +206,13 @@ def test_resident_memory_per_unit_is_far_below_the_notes_figures(benchmark, evid
     evidence.figure("start_time_per_unit", unit="us", samples=[r["seconds"] / r["started"] * 1e6 for r in results])
     if unit == "thread":
         # VMS/thread also carries the malloc arenas the threads made, amortised over N;
-        # without them what is left is the stack reservation (and a guard page).
+        # without them what is left is the stack reservation (and a guard page). The arena
+        # size is glibc's documented HEAP_MAX, assumed here (the arena test measures it).
         arena_vms = [(r.get("arenas_created") or 0) * GLIBC_HEAP_MAX / r["started"] for r in results]
         stack_vms = [r["per_unit"]["vms"] - a for r, a in zip(results, arena_vms)]
         evidence.figure("arena_vms_per_unit", _median(arena_vms), "bytes", samples=arena_vms)
+        evidence.note(f"arena address space taken out at {GLIBC_HEAP_MAX >> 20} MiB per arena: glibc's "
+                      "documented HEAP_MAX on 64-bit, an assumption here, not measured in this child")
         evidence.support(
             "stack_vms_per_unit", _median(stack_vms), ">=", MIN_THREAD_VMS_PER_UNIT, "bytes",
             why=f"each thread reserves its stack (RLIMIT_STACK = {results[-1]['stack_rlimit']} bytes)",
@@ -345,8 +352,8 @@ def test_tasks_cost_far_less_memory_than_threads(benchmark, evidence):
 
     evidence.support("resident_ratio", th_res / tk_res, ">=", MIN_RESIDENT_RATIO, "x",
                      why="a thread's resident cost (stack pages, thread state) vs a task's heap objects")
-    evidence.support("ceiling_ratio", task_ceiling / thread_ceiling, ">=", MIN_CEILING_RATIO, "x",
-                     why="thread counts hit a ceiling long before task counts")
+    # a projection from the same figures as resident_ratio (never below it), so no check
+    evidence.figure("projected_ceiling_ratio", task_ceiling / thread_ceiling, "x (projection: task/thread ceiling)")
     evidence.caveat("thread_ceiling_by_kernel_limits", by_limits, "<", by_memory, "threads",
                     why="the thread ceiling is a kernel count limit (maps, pids), not the 8 MB x N the notes imply")
     evidence.settle(benchmark, expect="holds-with-caveat")

@@ -5,7 +5,9 @@ a measured figure:
 
 - a *support* check is something the claim predicts; one failed support check refutes it;
 - a *caveat* check measures a qualification (GIL-releasing code does scale, a crashed
-  worker breaks its pool): when it passes, the claim holds only with a caveat.
+  worker breaks its pool): when every caveat check of a test passes, the claim holds only
+  with that caveat. A caveat shown only in part is not shown: the test reads holds, and
+  fails if it expected the caveat.
 
 The verdict follows from the checks alone (``decide``), never from a typed-in value. The
 test then asserts that the verdict is the one it expected, so a disagreement with reality
@@ -60,13 +62,14 @@ def decide(checks: list[Check]) -> str:
     """The verdict that a list of checks supports.
 
     A part of a claim may carry caveat checks only (the GIL-releasing half of TH4): its
-    support is then vacuous and it reads holds, or holds-with-caveat once a caveat shows.
+    support is then vacuous and it reads holds, or holds-with-caveat once its caveat shows.
     """
     if not checks:
         raise ValueError("a verdict needs at least one check")
     if not all(c.passed for c in checks if c.role == "support"):
         return "refuted"
-    if any(c.passed for c in checks if c.role == "caveat"):
+    caveats = [c for c in checks if c.role == "caveat"]
+    if caveats and all(c.passed for c in caveats):
         return "holds-with-caveat"
     return "holds"
 

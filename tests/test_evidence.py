@@ -18,6 +18,7 @@ def check(role, passed):
     ([check("support", False)], "refuted"),
     ([check("support", True), check("caveat", True)], "holds-with-caveat"),
     ([check("support", True), check("caveat", False)], "holds"),
+    ([check("support", True), check("caveat", True), check("caveat", False)], "holds"),
     ([check("support", False), check("caveat", True)], "refuted"),
     ([check("caveat", True)], "holds-with-caveat"),
     ([check("caveat", False)], "holds"),
