@@ -62,10 +62,16 @@ class BlockedThreads:
         self._entered = 0
         self._lock = threading.Lock()
         self.blocked_s = [0.0] * n
-        self.pairs = [socket.socketpair() for _ in range(n)] if blocker == "socket_recv" else []
-        self.threads = [threading.Thread(target=self._run, args=(i,), name=f"th5-{i}") for i in range(n)]
-        for t in self.threads:
-            t.start()
+        self.pairs, self.threads = [], []
+        try:  # built one by one, so a failure part-way (EMFILE, no more threads) can be undone
+            for _ in range(n if blocker == "socket_recv" else 0):
+                self.pairs.append(socket.socketpair())
+            for i in range(n):
+                self.threads.append(threading.Thread(target=self._run, args=(i,), name=f"th5-{i}"))
+                self.threads[-1].start()
+        except BaseException:
+            self.close()
+            raise
 
     def _run(self, i: int) -> None:
         self.go.wait()
@@ -109,7 +115,8 @@ class BlockedThreads:
             except OSError:
                 pass
         for t in self.threads:
-            t.join(timeout=5)
+            if t.ident is not None:  # started
+                t.join(timeout=5)
         for a, b in self.pairs:
             a.close()
             b.close()

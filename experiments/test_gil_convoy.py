@@ -113,8 +113,14 @@ class EchoServer:
             [sys.executable, "-c", SERVER, str(switch_interval)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
         )
-        port = int(self.proc.stdout.readline())
-        self.sock = socket.create_connection(("127.0.0.1", port))
+        try:
+            port = int(self.proc.stdout.readline())
+            self.sock = socket.create_connection(("127.0.0.1", port))
+        except BaseException:  # the child runs in its own session: nothing else would stop it
+            _kill(self.proc)
+            self.proc.stdout.close()
+            self.proc.stdin.close()
+            raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.msg = os.urandom(PAYLOAD_BYTES)
         self.spinner_tid = 0
@@ -266,9 +272,10 @@ def test_cpu_bound_process_inflates_io_latency_far_less_than_a_thread(benchmark,
     samples = {"alone": [], "cpu_thread": [], "cpu_process": []}
     server = EchoServer(interval)
     meter = SpinnerMeter(server)
-    hog = subprocess.Popen([sys.executable, "-c", HOG], start_new_session=True)
+    hog = None
     rounds = itertools.count()
     try:
+        hog = subprocess.Popen([sys.executable, "-c", HOG], start_new_session=True)
         os.kill(hog.pid, signal.SIGSTOP)  # the hog runs only during the benchmark's rounds
         server.spaced_round_trips(BLOCK)
 
@@ -290,7 +297,8 @@ def test_cpu_bound_process_inflates_io_latency_far_less_than_a_thread(benchmark,
         benchmark.group = "TH6 echo round trip beside a CPU-bound process"
         benchmark.pedantic(beside_cpu_process, setup=setup, rounds=ROUNDS)
     finally:
-        _kill(hog)
+        if hog is not None:
+            _kill(hog)
         server.close()
 
     evidence.condition(switch_interval_s=interval, payload_bytes=PAYLOAD_BYTES, gap_s=GAP_S)

@@ -190,8 +190,6 @@ def test_sequential_awaits_run_one_call_per_round_trip(benchmark, evidence, loop
     for name in ("gather", "pipelined"):
         evidence.figure(f"{name}_vs_sequential_await", unit="x", samples=[
             s.wall / g.wall for s, g in zip(samples["sequential_await"], samples[name])])
-    evidence.figure("aiorpc_readme_sequential_calls_per_s_other_machine", AIORPC_README_CALLS_PER_S,
-                    unit="calls/s")
     evidence.note(
         f"aiorpc's README reports {AIORPC_README_CALLS_PER_S} calls/s for this loop (uvloop, 2017, another "
         f"machine); here the sequential await loop made {rate['sequential_await']:.0f} calls/s. Not comparable "
