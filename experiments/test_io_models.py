@@ -24,15 +24,16 @@ IO7 -- one waiter (select, poll or epoll) watches many descriptors at once.
   under the same noise; growth = median cost(N) / median cost(BASELINE_N). For N >= GROWTH_N,
   select and poll must grow by >= MIN_GROWTH and epoll by <= MAX_EPOLL_GROWTH.
 - select's fd_set holds descriptors numbered below FD_SETSIZE (1024): a larger *number*
-  (not count) raises ValueError. Socketpairs cost two descriptors each, so select already
-  fails at N=1000; the test records the error and the highest descriptor number.
+  (not count) raises ValueError. N=1024 descriptors always include a number >= 1024, so
+  select fails there whatever else is open; the test records the error and the highest number.
 
 Known traps: on a shared machine a spinning thread's CPU can fall far below one core (0.03-0.3
 cores measured at load average ~7 on 2 cores), so the verdict uses core *demand*, which stays
 at 1.0 under any load; CPU obtained is recorded beside it.
 The ready descriptor keeps one unread byte so it stays ready (level-triggered)
-for every round; waits use timeout 0 so a wrong setup cannot hang. 4000 socketpairs need
-~8000 descriptors: RLIMIT_NOFILE is raised within the hard limit and restored afterwards.
+for every round; waits use timeout 0 so a wrong setup cannot hang. Both ends of a silent
+socketpair are idle descriptors, so N costs N/2 pairs; RLIMIT_NOFILE is raised within the
+hard limit (N=10,000 fits under the 20,000 seen here) and restored afterwards.
 Timer resolution: single waits are ~1 us, so the verdict uses medians of hundreds of rounds.
 """
 from __future__ import annotations
@@ -55,7 +56,7 @@ from harness.skips import needs_linux
 NONBLOCKING_ROUNDS = pick(quick=2000, full=20000)
 WAIT_TIMEOUT_S = 0.005  # the short blocking wait the non-blocking call is compared with
 WAIT_TIMEOUT_SAMPLES = pick(quick=5, full=20)
-MAX_CALL_TO_WAIT_RATIO = 0.05  # measured ~0.0003 (1-2 us against 5 ms)
+MAX_NODATA_TO_READY_RATIO = 3.0  # refusing vs receiving a waiting byte; any real wait (>= 1 ms) would be ~500x
 DATA_DELAY_S = pick(quick=0.05, full=0.2)
 WAIT_ROUNDS = pick(quick=7, full=15)
 MIN_BUSY_DEMAND = 0.8  # (on CPU + waiting for a CPU) / wall of the polling thread; measured 0.99-1.02
@@ -66,7 +67,7 @@ SERVE_CONNECTIONS = pick(quick=500, full=2000)
 SERVE_ROUNDS = pick(quick=5, full=10)
 MESSAGE = b"ping-0123456789"
 SELECTORS = ("select", "poll", "epoll")
-N_FDS = pick(quick=(10, 100, 300, 1000, 4000), full=(10, 100, 300, 1000, 4000, 10000))
+N_FDS = pick(quick=(10, 100, 300, 1024, 4000), full=(10, 100, 300, 1024, 4000, 10000))  # 1024 = FD_SETSIZE
 BASELINE_N = 10
 SELECT_ROUNDS = pick(quick=200, full=1000)
 GROWTH_N = 300  # from here on a linear scan is clearly visible above the call overhead
@@ -109,6 +110,12 @@ def test_nonblocking_recv_without_data_raises_blocking_io_error_at_once(benchmar
                 waiter_b.recv(1)
             waits.append(time.perf_counter() - t0)
         reader.setblocking(False)
+        ready = []  # the same call when a byte is waiting: what "returns at once" is measured against
+        for _ in range(WAIT_TIMEOUT_SAMPLES * 20):
+            writer.send(b"x")
+            t0 = time.perf_counter()
+            reader.recv(1)
+            ready.append(time.perf_counter() - t0)
         benchmark.group = "IO6 non-blocking recv with no data"
         benchmark.pedantic(nonblocking_recv, rounds=NONBLOCKING_ROUNDS, iterations=1, warmup_rounds=10)
     finally:
@@ -118,11 +125,13 @@ def test_nonblocking_recv_without_data_raises_blocking_io_error_at_once(benchmar
     calls = benchmark.stats.stats.data
     call_s = evidence.figure("nonblocking_call", unit="us", samples=[c * 1e6 for c in calls]) / 1e6
     wait_s = evidence.figure("blocking_wait_timeout", unit="ms", samples=[w * 1e3 for w in waits]) / 1e3
+    ready_s = evidence.figure("recv_with_data_ready", unit="us", samples=[r * 1e6 for r in ready]) / 1e6
+    evidence.figure("call_to_wait_ratio", call_s / wait_s, "x")
     total = outcomes["raised"] + outcomes["returned"]
     evidence.support("raised_blocking_io_error_fraction", outcomes["raised"] / total, "==", 1.0,
                      why="no data was ever sent, so every call must refuse at once")
-    evidence.support("call_to_wait_ratio", call_s / wait_s, "<=", MAX_CALL_TO_WAIT_RATIO, "x",
-                     why=f"a non-blocking call against a {WAIT_TIMEOUT_S * 1e3:g} ms blocking wait")
+    evidence.support("nodata_to_ready_call_ratio", call_s / ready_s, "<=", MAX_NODATA_TO_READY_RATIO, "x",
+                     why="refusing takes no longer than a recv that finds a byte waiting: nothing waited")
     evidence.settle(benchmark)
 
 
@@ -253,16 +262,20 @@ def fd_limit(needed: int):
 
 @contextlib.contextmanager
 def descriptor_set(n_idle: int):
-    """n_idle silent socketpairs plus one whose reader holds an unread byte (always ready).
+    """n_idle silent socket ends plus one that holds an unread byte (always ready).
 
-    Yields the reader ends (ready one last, so it has the highest number); closes all.
+    Both ends of a silent socketpair are idle, so n_idle descriptors cost n_idle/2 pairs;
+    the ready end is made last, so it has the highest number. Yields the descriptors; closes all.
     """
     pairs = []
     try:
-        for _ in range(n_idle + 1):
+        for _ in range((n_idle + 1) // 2):
             pairs.append(socket.socketpair())
-        pairs[-1][0].send(b"!")
-        yield [reader.fileno() for _, reader in pairs]
+        idle = [s.fileno() for pair in pairs for s in pair][:n_idle]
+        writer, ready = socket.socketpair()
+        pairs.append((writer, ready))
+        writer.send(b"!")
+        yield idle + [ready.fileno()]
     finally:
         for a, b in pairs:
             a.close()
@@ -300,7 +313,7 @@ def test_one_wait_finds_the_ready_descriptor_among_n(benchmark, evidence, select
     evidence.condition(selector=selector, n_fds=n_fds, baseline_n=BASELINE_N)
     benchmark.group = "IO7 one wait, one ready fd among N"
     small, large = [], []
-    with fd_limit(2 * (n_fds + BASELINE_N) + 256), contextlib.ExitStack() as stack:
+    with fd_limit(n_fds + BASELINE_N + 256), contextlib.ExitStack() as stack:
         base_fds = stack.enter_context(descriptor_set(BASELINE_N))
         fds = stack.enter_context(descriptor_set(n_fds))
         base_wait = make_wait(selector, base_fds, stack)
@@ -398,8 +411,7 @@ def test_one_thread_with_a_selector_serves_n_connections(benchmark, evidence):
     evidence.condition(connections=SERVE_CONNECTIONS)
     evidence.figure("messages_per_round", SERVE_CONNECTIONS, unit="messages")
     evidence.figure("round_time", unit="ms", samples=[t * 1e3 for t in benchmark.stats.stats.data])
-    evidence.support("server_threads", len(handled["threads"]), "==", 1, "threads",
-                     why="every answer came from the same selector thread")
+    evidence.figure("server_threads", len(handled["threads"]), "threads")  # one by construction
     evidence.support("answered_fraction", answered["answered"] / answered["sent"], "==", 1.0,
                      why=f"{answered['sent']} messages over {SERVE_CONNECTIONS} connections, all echoed")
     evidence.settle(benchmark)
