@@ -2,13 +2,15 @@
 
 - ``@pytest.mark.claim("TH4")`` tags a test with its claim; ``-k TH4`` then selects it.
 - ``evidence`` collects figures and checks and writes them into the benchmark JSON.
-- ``loop`` runs a test once on asyncio and once on uvloop (ids read as the table's rows).
+- ``loop`` runs a test once on asyncio and once on uvloop (ids read as the table's rows);
+  ``socket_pair`` is a connected AF_UNIX pair, closed afterwards.
 - An autouse guard fails any test that leaves a thread, child process or socket behind.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import threading
 import time
 
@@ -65,6 +67,17 @@ def evidence(request):
         pytest.fail(f"{request.node.nodeid} measured but never settled its verdict", pytrace=False)
     if ev.settled:
         request.config.stash[_RECORDS].append(ev.record())
+
+
+@pytest.fixture
+def socket_pair():
+    """A connected (writer, reader) AF_UNIX stream pair, blocking, closed after the test."""
+    a, b = socket.socketpair()
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
 
 
 @pytest.fixture(params=aio.LOOPS)

@@ -169,21 +169,11 @@ async def notified_read(loop, reader_sock, writer_sock, pending: list):
     return await done
 
 
-@pytest.fixture
-def socket_pair():
-    a, b = socket.socketpair()
-    b.setblocking(False)
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
-
-
 @pytest.mark.claim("IO8")
 @needs_linux
 def test_event_loop_is_notified_while_the_data_is_still_in_the_kernel(benchmark, evidence, loop, socket_pair):
     writer, reader = socket_pair
+    reader.setblocking(False)  # as an event loop's sockets are
     kind = loop_kind(loop)
     pending: list[int] = []
     benchmark.group = "IO8 one message via the loop's readiness callback"
@@ -313,6 +303,7 @@ def count_syscalls(lines: list[str]) -> dict:
 def test_stream_read_is_an_epoll_wait_then_a_recv_syscall(benchmark, evidence, loop, socket_pair, tmp_path):
     kind = loop_kind(loop)
     writer_sock, reader_sock = socket_pair
+    reader_sock.setblocking(False)  # as an event loop's sockets are
     reader, writer = loop.run_until_complete(asyncio.open_connection(sock=reader_sock))
 
     async def one_message():

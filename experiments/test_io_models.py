@@ -77,16 +77,6 @@ FD_SETSIZE = 1024  # glibc's fd_set size, the limit CPython's select.select enfo
 
 
 # ----------------------------------------------------------------------------- IO6
-@pytest.fixture
-def socket_pair():
-    a, b = socket.socketpair()
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
-
-
 @pytest.mark.claim("IO6")
 def test_nonblocking_recv_without_data_raises_blocking_io_error_at_once(benchmark, evidence, socket_pair):
     writer, reader = socket_pair
