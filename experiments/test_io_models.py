@@ -2,9 +2,12 @@
 
 IO6 -- a non-blocking call returns at once when no data is ready; polling in a loop wastes CPU.
 - A non-blocking ``recv`` on an empty socket is benchmarked call by call. The claim predicts
-  every call raises BlockingIOError, and returns in a tiny fraction of even a short blocking
-  wait (a blocking ``recv`` with a WAIT_TIMEOUT_S timeout, measured in the same run): decided
-  from that ratio, with the call's absolute time (microseconds) recorded as a figure.
+  every call raises BlockingIOError, and returns at once: it must cost no more than
+  MAX_NODATA_TO_READY_RATIO times the same ``recv`` when a byte is already waiting, timed in
+  the benchmark's setup between rounds (same run, same noise; nothing waits in either). The
+  call's absolute time (microseconds) and its ratio to the measured wall time of a blocking
+  ``recv`` that times out (WAIT_TIMEOUT_S) are figures only: the latter's denominator is
+  set by the configured timeout, so as a check it would be an absolute bound in disguise.
 - Waiting DATA_DELAY_S for data that a timer thread sends: busy-polling (non-blocking recv in
   a loop) is the benchmark; a blocking recv and a pure-Python spin of the same length are
   measured between its rounds. CPU accounting decides: ``time.thread_time`` of the waiting
@@ -54,9 +57,9 @@ from harness.skips import needs_linux
 
 # --- IO6 ---
 NONBLOCKING_ROUNDS = pick(quick=2000, full=20000)
-WAIT_TIMEOUT_S = 0.005  # the short blocking wait the non-blocking call is compared with
+WAIT_TIMEOUT_S = 0.005  # a short blocking wait, recorded beside the non-blocking call (a figure)
 WAIT_TIMEOUT_SAMPLES = pick(quick=5, full=20)
-MAX_NODATA_TO_READY_RATIO = 3.0  # refusing vs receiving a waiting byte; any real wait (>= 1 ms) would be ~500x
+MAX_NODATA_TO_READY_RATIO = 3.0  # measured 1.4 (2.2 us vs 1.6 us); any real wait (>= 1 ms) would be ~500x
 DATA_DELAY_S = pick(quick=0.05, full=0.2)
 WAIT_ROUNDS = pick(quick=7, full=15)
 MIN_BUSY_DEMAND = 0.8  # (on CPU + waiting for a CPU) / wall of the polling thread; measured 0.99-1.02
@@ -101,13 +104,16 @@ def test_nonblocking_recv_without_data_raises_blocking_io_error_at_once(benchmar
             waits.append(time.perf_counter() - t0)
         reader.setblocking(False)
         ready = []  # the same call when a byte is waiting: what "returns at once" is measured against
-        for _ in range(WAIT_TIMEOUT_SAMPLES * 20):
+
+        def recv_with_data_ready():  # between rounds; it takes the byte, so the timed call finds none
             writer.send(b"x")
             t0 = time.perf_counter()
             reader.recv(1)
             ready.append(time.perf_counter() - t0)
+
         benchmark.group = "IO6 non-blocking recv with no data"
-        benchmark.pedantic(nonblocking_recv, rounds=NONBLOCKING_ROUNDS, iterations=1, warmup_rounds=10)
+        benchmark.pedantic(nonblocking_recv, setup=recv_with_data_ready, rounds=NONBLOCKING_ROUNDS,
+                           iterations=1, warmup_rounds=10)
     finally:
         waiter_a.close()
         waiter_b.close()
@@ -116,7 +122,7 @@ def test_nonblocking_recv_without_data_raises_blocking_io_error_at_once(benchmar
     call_s = evidence.figure("nonblocking_call", unit="us", samples=[c * 1e6 for c in calls]) / 1e6
     wait_s = evidence.figure("blocking_wait_timeout", unit="ms", samples=[w * 1e3 for w in waits]) / 1e3
     ready_s = evidence.figure("recv_with_data_ready", unit="us", samples=[r * 1e6 for r in ready]) / 1e6
-    evidence.figure("call_to_wait_ratio", call_s / wait_s, "x")
+    evidence.figure("call_to_wait_ratio", call_s / wait_s, "x")  # a figure: wait_s is the configured timeout
     total = outcomes["raised"] + outcomes["returned"]
     evidence.support("raised_blocking_io_error_fraction", outcomes["raised"] / total, "==", 1.0,
                      why="no data was ever sent, so every call must refuse at once")
