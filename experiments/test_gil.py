@@ -17,6 +17,9 @@ How it is decided, from same-run figures only:
 The control is CPU accounting rather than the process speedup because on a virtual machine
 the speedup of 2 busy vCPUs is only 1.3-1.9x (each does the same work with more CPU time
 while the other is busy), while the cores they keep busy still read ~2.
+The speedup check is loose (<= MAX_THREAD_SPEEDUP): a vCPU slowed by its host under the
+sequential run once made GIL-bound threads look 1.29x faster. CPU accounting is the sharp
+check: GIL-bound threads keep 1.00-1.01 cores busy, free-threaded ones would keep ~2.
 Speedups compare the best (minimum) wall time of each variant: on a shared machine the
 minimum is the run least disturbed by others, and medians are recorded beside them.
 
@@ -46,7 +49,7 @@ from harness.workloads import spin, split
 WORKERS = pick(quick=(2,), full=(2, 4))
 WORK_UNITS = pick(quick=2_000_000, full=8_000_000)  # spin() iterations per run, all workers together
 ROUNDS = pick(quick=7, full=15)  # best-of-7 keeps the process control clear of passing noise
-MAX_THREAD_SPEEDUP = 1.25  # GIL-bound threads measure 0.75-1.05 here; parallel threads would give ~k
+MAX_THREAD_SPEEDUP = 1.5  # GIL-bound threads measure 0.75-1.05, once 1.29 (a slow vCPU under the sequential run); thread_cores is the sharper check
 MAX_THREAD_CORES = 1.3  # one core busy = 1.0; the GIL hand-off adds a little system time
 # This VM's 2 vCPUs are shared with its host: 2 busy processes measure 1.58-1.86 cores, so
 # the thresholds sit between that and the GIL's one core (threads measure 1.00-1.03).
