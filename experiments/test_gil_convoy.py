@@ -113,15 +113,18 @@ class EchoServer:
             [sys.executable, "-c", SERVER, str(switch_interval)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
         )
+        self.sock = None
         try:
             port = int(self.proc.stdout.readline())
             self.sock = socket.create_connection(("127.0.0.1", port))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except BaseException:  # the child runs in its own session: nothing else would stop it
+            if self.sock is not None:
+                self.sock.close()
             _kill(self.proc)
             self.proc.stdout.close()
             self.proc.stdin.close()
             raise
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.msg = os.urandom(PAYLOAD_BYTES)
         self.spinner_tid = 0
 
