@@ -2,6 +2,9 @@
 
 - ``@pytest.mark.claim("TH4")`` tags a test with its claim; ``-k TH4`` then selects it.
 - ``evidence`` collects figures and checks and writes them into the benchmark JSON.
+- Every skipped experiment is recorded with its claim and reason (``not_measured`` in the
+  run's JSON, which is written even when nothing else ran), and the run's environment key
+  goes into the JSON too: a claim that could not be measured never vanishes.
 - ``loop`` runs a test once on asyncio and once on uvloop (ids read as the table's rows);
   ``socket_pair`` is a connected AF_UNIX pair, closed afterwards.
 - An autouse guard fails any test that leaves a thread, child process or socket behind.
@@ -17,17 +20,21 @@ import time
 import psutil
 import pytest
 
-from harness import aio, catalogue
-from harness.evidence import Evidence, combine, module_settings
+from harness import aio, catalogue, environment, probes
+from harness.evidence import Evidence, module_settings
 
 CLAIMS = catalogue.load()
 LEAK_GRACE_S = 3.0  # how long a finished test's threads and children get to exit by themselves
-_RECORDS = pytest.StashKey[list]()
+_RECORDS = pytest.StashKey[list]()  # settled evidence of this run
+_SKIPS = pytest.StashKey[dict]()  # nodeid -> not-measured record
+_SELECTED = pytest.StashKey[list]()  # claim IDs of the experiments selected for this run
 _OUTCOME = pytest.StashKey[dict]()
 
 
 def pytest_configure(config):
     config.stash[_RECORDS] = []
+    config.stash[_SKIPS] = {}
+    config.stash[_SELECTED] = []
 
 
 def claim_of(item) -> str | None:
@@ -47,10 +54,22 @@ def pytest_collection_modifyitems(config, items):
         item.extra_keyword_matches.add(claim_id)
 
 
+def pytest_collection_finish(session):
+    selected = {claim_of(item) for item in session.items if "experiments" in item.path.parts}
+    session.config.stash[_SELECTED] = [cid for cid in CLAIMS if cid in selected]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     item.stash.setdefault(_OUTCOME, {})[report.when] = report
+    claim_id = claim_of(item)
+    if report.skipped and claim_id is not None and "experiments" in item.path.parts:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        item.config.stash[_SKIPS][item.nodeid] = {
+            "claim": claim_id, "part": item.name, "nodeid": item.nodeid,
+            "reason": reason.removeprefix("Skipped: "), "evidence": None,
+        }
     return report
 
 
@@ -67,6 +86,9 @@ def evidence(request):
         pytest.fail(f"{request.node.nodeid} measured but never settled its verdict", pytrace=False)
     if ev.settled:
         request.config.stash[_RECORDS].append(ev.record())
+    skip = request.config.stash[_SKIPS].get(request.node.nodeid)
+    if skip is not None and ev.not_measured_reason:
+        skip["evidence"] = ev.record()  # the figures that showed it could not be measured
 
 
 @pytest.fixture
@@ -97,15 +119,7 @@ def _mp_helper(proc: psutil.Process) -> bool:
 
 
 def _sockets() -> set[str]:
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:"):
-            found.add(f"fd {fd} {target}")
-    return found
+    return {f"fd {fd} {target}" for fd, target in probes.open_descriptors().items() if target.startswith("socket:")}
 
 
 def _leftovers(threads_before, children_before, sockets_before) -> list[str]:
@@ -142,8 +156,37 @@ def leak_guard(request):
         pytest.fail(f"{request.node.nodeid} left behind: {'; '.join(found)}", pytrace=False)
 
 
+def run_records(config) -> tuple[list[dict], list[dict]]:
+    """This run's settled evidence, and its not-measured parts (skips, with their reasons)."""
+    return config.stash.get(_RECORDS, []), list(config.stash.get(_SKIPS, {}).values())
+
+
+def claim_states(config) -> dict[str, tuple[str, list[dict], list[dict]]]:
+    """Per selected claim: its combined verdict, its parts' records, its not-measured parts."""
+    records, skips = run_records(config)
+    states = {}
+    for claim_id in config.stash.get(_SELECTED, []):
+        parts = [r for r in records if r["claim"] == claim_id]
+        missing = [s for s in skips if s["claim"] == claim_id]
+        verdict = catalogue.combine([(r["verdict"], r["measured_support"]) for r in parts] +
+                                    [(catalogue.NOT_MEASURED, False) for _ in missing])
+        states[claim_id] = (verdict, parts, missing)
+    return states
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Every run's JSON carries its environment key and the parts it could not measure."""
+    output_json["environment"] = environment.key(gil_enabled_at_end=environment.gil_enabled())
+    output_json["not_measured"] = run_records(config)[1]
+    output_json["claims_selected"] = config.stash.get(_SELECTED, [])
+
+
 def pytest_sessionfinish(session):
-    """Stop multiprocessing's session-long helpers, then make sure no child outlives pytest."""
+    """Stop multiprocessing's session-long helpers, then make sure no child outlives pytest.
+
+    Also: when every experiment of the run skipped, pytest-benchmark writes no JSON at all;
+    the run is then saved here, so that its not-measured parts are still on record.
+    """
     for module, attr in (("forkserver", "_forkserver"), ("resource_tracker", "_resource_tracker")):
         helper = getattr(getattr(multiprocessing, module, None), attr, None)
         stop = getattr(helper, "_stop", None)
@@ -152,29 +195,52 @@ def pytest_sessionfinish(session):
                 stop()
             except Exception:  # a helper that is already gone needs no stopping
                 pass
+    _save_run_without_benchmarks(session.config)
     children = psutil.Process().children(recursive=True)
     _, alive = psutil.wait_procs(children, timeout=LEAK_GRACE_S)
     if alive:
         for proc in alive:
             proc.kill()
         names = ", ".join(f"pid {p.pid}" for p in alive)
-        session.config.get_terminal_writer().line(f"ERROR: child processes outlived the session and were killed: {names}", red=True)
+        session.config.get_terminal_writer().line(
+            f"ERROR: child processes outlived the session and were killed: {names}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter, config):
-    records = config.stash.get(_RECORDS, [])
-    if not records:
+def _save_run_without_benchmarks(config) -> None:
+    bs = getattr(config, "_benchmarksession", None)
+    save = bs and (bs.save or bs.autosave)
+    if not save or bs.benchmarks or bs.disabled or not config.stash.get(_SKIPS):
         return
-    by_claim: dict[str, list[str]] = {}
-    for rec in records:
-        by_claim.setdefault(rec["claim"], []).append(rec["verdict"])
-    terminalreporter.section("claim verdicts (this run)")
-    for claim_id in CLAIMS:
-        if claim_id not in by_claim:
-            continue
-        verdict = combine(by_claim[claim_id])
-        expected = CLAIMS[claim_id].expected
-        flag = "" if verdict == expected else f"   <-- catalogue expects {expected}"
-        parts = len(by_claim[claim_id])
-        terminalreporter.write_line(f"{claim_id:5} {verdict:18} ({parts} part{'s' * (parts != 1)}){flag}")
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    output_json = config.hook.pytest_benchmark_generate_json(
+        config=config, benchmarks=[], include_data=bs.save_data, machine_info=bs.get_machine_info(),
+        commit_info=commit_info,
+    )
+    config.hook.pytest_benchmark_update_json(config=config, benchmarks=[], output_json=output_json)
+    bs.storage.save(output_json, save)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    states = claim_states(config)
+    if not states:
+        return
+    traits = environment.traits()
+    terminalreporter.section(f"claim verdicts (this run, {environment.label(environment.key())})")
+    for claim_id, (verdict, parts, missing) in states.items():
+        expected = CLAIMS[claim_id].expected_for(traits)
+        line = f"{claim_id:5} {catalogue.label(verdict):18} ({len(parts)} measured, {len(missing)} not measured)"
+        if verdict in catalogue.DECIDED and verdict != expected:
+            line += f"   <-- catalogue expects {expected}"
+        terminalreporter.write_line(line)
+        if verdict in (catalogue.UNDECIDED, catalogue.NOT_MEASURED) or (missing and verdict != catalogue.NOT_MEASURED):
+            for part in parts:
+                for check in part["checks"]:
+                    if check["passed"] is None:
+                        lo, hi = check["interval"]
+                        terminalreporter.write_line(
+                            f"      undecided: {part['part']}: {check['name']} interval {lo:.4g}-{hi:.4g} "
+                            f"straddles {check['op']} {check['threshold']}")
+            for skip in missing:
+                terminalreporter.write_line(f"      not measured: {skip['part']}: {skip['reason']}")

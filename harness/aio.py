@@ -26,6 +26,11 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     raise ValueError(f"unknown event loop {kind!r}; choose one of {', '.join(LOOPS)}")
 
 
+def kind(loop: asyncio.AbstractEventLoop) -> str:
+    """The loop's kind as conditions and figures spell it: 'asyncio' or 'uvloop'."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel what is left, shut down async generators and the default executor, close."""
     if loop.is_closed():

@@ -1,50 +1,142 @@
-"""The claim catalogue (catalogue.toml), loaded once and checked for shape.
+"""The claim catalogue (catalogue.toml): its schema, the verdict states, and how parts combine.
 
+This module is the one place that defines what a claim entry may hold and which verdict
+states exist; report.py, the experiments' conftest and the tests all read them from here.
 Kept in TOML rather than Python so that adding a claim is an edit to data, and so that
 report.py can read it without importing any experiment.
 """
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "catalogue.toml"
-VERDICTS = ("holds", "holds-with-caveat", "refuted", "not-testable")
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE_PATH = ROOT / "catalogue.toml"
+
+# --- verdict states -------------------------------------------------------------------------
+# What a claim can be found to do (decided from checks), what the catalogue may expect, and
+# the two states a run may end in without deciding: "undecided" (measured, but an interval
+# straddled its threshold) and "not-measured" (skipped here, with the reason).
+DECIDED = ("holds", "holds-with-caveat", "refuted")
+VERDICTS = (*DECIDED, "not-testable")
+UNDECIDED = "undecided"
+NOT_MEASURED = "not-measured"
+STATES = (*VERDICTS, UNDECIDED, NOT_MEASURED)
+# Combining a claim's parts: the strongest qualifier among the parts that decided something.
+RANK = ("refuted", "holds-with-caveat", "holds", UNDECIDED, NOT_MEASURED)
+LABELS = {NOT_MEASURED: "not measured here"}
+
+# Environment traits an expectation may depend on (catalogue: expected_when = { no_gil = ... }).
+TRAITS = {"no_gil": "the GIL was off for the whole run (free-threaded build, GIL not re-enabled)"}
+TITLE_MAX = 60
 
 
+def label(state: str) -> str:
+    """How a verdict state reads in tables and prose."""
+    return LABELS.get(state, state)
+
+
+def combine(parts: Iterable[tuple[str, bool]]) -> str:
+    """A claim's verdict from its parts, each given as (verdict, measured_support).
+
+    `measured_support` is true when the part has at least one support check that was decided
+    (passed or failed). Caveat-only parts qualify a verdict but never make one: a claim whose
+    support was not measured reads not-measured (or undecided, if support was measured but no
+    interval cleared its threshold), whatever its caveat-only parts found.
+    """
+    parts = list(parts)
+    for verdict, _ in parts:
+        if verdict not in STATES:
+            raise ValueError(f"unknown verdict state {verdict!r}; known: {', '.join(STATES)}")
+    deciding = [v for v, support in parts if support and v in DECIDED]
+    if not deciding:
+        return UNDECIDED if any(v == UNDECIDED for v, _ in parts) else NOT_MEASURED
+    qualifiers = [v for v, support in parts if not support and v in DECIDED]
+    return min(deciding + qualifiers, key=RANK.index)
+
+
+# --- the schema -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Claim:
     id: str
-    section: str
-    statement: str
-    expected: str
-    caveat: str = ""
+    section: str  # the notes' section heading it comes from
+    title: str  # at most TITLE_MAX characters, for tables
+    statement: str  # the claim in the project's words
+    expected: str  # what the experiments assert, as a verdict
+    file: str = ""  # the experiment file, relative to the project root (optional when not-testable)
+    control: str = ""  # the same-run control that shows the opposite outcome was reachable, or "none: why"
+    caveat: str = ""  # written from measurements
     why_not_testable: str = ""
-    predicted: str = ""  # the claim catalogue's prediction, kept where the measurement disagreed with it
+    predicted: str = ""  # the catalogue's prediction, kept where the measurement disagreed with it
+    expected_when: Mapping[str, str] = field(default_factory=dict)  # trait -> verdict in that environment
+
+    def expected_for(self, traits: Iterable[str] = ()) -> str:
+        """The expected verdict in an environment with these traits (e.g. {"no_gil"})."""
+        for trait in traits:
+            if trait in self.expected_when:
+                return self.expected_when[trait]
+        return self.expected
+
+
+FIELDS = tuple(f.name for f in fields(Claim))
+REQUIRED = tuple(f.name for f in fields(Claim) if f.default is MISSING and f.default_factory is MISSING)
 
 
 class CatalogueError(ValueError):
     pass
 
 
+def _check(claim: Claim, where: str) -> None:
+    def fail(why: str):
+        raise CatalogueError(f"{where}: {claim.id}: {why}")
+
+    if claim.expected not in VERDICTS:
+        fail(f"expects unknown verdict {claim.expected!r}; known: {', '.join(VERDICTS)}")
+    if claim.predicted and claim.predicted not in VERDICTS:
+        fail(f"has unknown predicted verdict {claim.predicted!r}")
+    if len(claim.title) > TITLE_MAX:
+        fail(f"title is {len(claim.title)} characters; at most {TITLE_MAX}")
+    for trait, verdict in claim.expected_when.items():
+        if trait not in TRAITS:
+            fail(f"expected_when names unknown trait {trait!r}; known: {', '.join(TRAITS)}")
+        if verdict not in VERDICTS:
+            fail(f"expected_when.{trait} is unknown verdict {verdict!r}")
+    if claim.expected == "not-testable":
+        if not claim.why_not_testable:
+            fail("is not-testable but says not why")
+    elif not claim.file:
+        fail("names no experiment file (file = \"experiments/test_<id>_....py\")")
+    if claim.file and not (claim.file.startswith("experiments/test_") and claim.file.endswith(".py")):
+        fail(f"file {claim.file!r} is not an experiments/test_*.py file")
+
+
 def load(path: Path = CATALOGUE_PATH) -> dict[str, Claim]:
-    """Return the claims by ID, in catalogue order; raise CatalogueError on a malformed file."""
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
+    """Return the claims by ID, in catalogue order; raise CatalogueError on a malformed file.
+
+    Unknown fields fail loudly: a misspelt key must not silently drop a caveat or a control.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogueError(f"{path}: cannot read the catalogue: {exc}") from None
+    unknown_top = set(data) - {"claim"}
+    if unknown_top:
+        raise CatalogueError(f"{path}: unknown top-level keys {sorted(unknown_top)}; only [[claim]] tables")
     claims: dict[str, Claim] = {}
     for row in data.get("claim", []):
-        try:
-            claim = Claim(**row)
-        except TypeError as exc:
-            raise CatalogueError(f"{path}: bad claim entry {row.get('id', row)!r}: {exc}") from None
+        name = row.get("id", "?")
+        unknown = set(row) - set(FIELDS)
+        if unknown:
+            raise CatalogueError(f"{path}: {name}: unknown fields {sorted(unknown)}; known: {', '.join(FIELDS)}")
+        missing = [f for f in REQUIRED if f not in row]
+        if missing:
+            raise CatalogueError(f"{path}: {name}: missing fields {missing}")
+        claim = Claim(**row)
         if claim.id in claims:
             raise CatalogueError(f"{path}: duplicate claim ID {claim.id}")
-        if claim.expected not in VERDICTS:
-            raise CatalogueError(f"{path}: {claim.id} expects unknown verdict {claim.expected!r}")
-        if claim.predicted and claim.predicted not in VERDICTS:
-            raise CatalogueError(f"{path}: {claim.id} has unknown predicted verdict {claim.predicted!r}")
-        if claim.expected == "not-testable" and not claim.why_not_testable:
-            raise CatalogueError(f"{path}: {claim.id} is not-testable but says not why")
+        _check(claim, str(path))
         claims[claim.id] = claim
     return claims

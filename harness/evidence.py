@@ -9,23 +9,31 @@ a measured figure:
   with that caveat. A caveat shown only in part is not shown: the test reads holds, and
   fails if it expected the caveat.
 
+A check on a figure measured over rounds is decided by the median's distribution-free
+confidence interval (harness.stats): it passes when the whole interval lies on the claim's
+side of the threshold, fails when the whole interval lies on the other side, and is
+*undecided* otherwise. A part whose verdict would change with an undecided check's outcome
+is undecided: it neither fails its test nor decides the claim.
+
 The verdict follows from the checks alone (``decide``), never from a typed-in value. The
 test then asserts that the verdict is the one it expected, so a disagreement with reality
 fails the test with the figure and the threshold in the message. ``settle`` writes all of
-it into the benchmark's ``extra_info``, which is all report.py reads.
+it into the benchmark's ``extra_info``, which is all report.py reads. A part that cannot be
+measured here calls ``not_measured(reason)``: it is skipped, and recorded as such.
 """
 from __future__ import annotations
 
+import itertools
 import operator
-import os
 import platform
-import statistics
-import sys
 import types
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+import pytest
+
+from harness import environment, stats
 from harness import scale as _scale
-from harness.catalogue import VERDICTS, Claim
+from harness.catalogue import DECIDED, UNDECIDED, VERDICTS, Claim
 
 OPS = {
     "<": operator.lt,
@@ -35,8 +43,9 @@ OPS = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-ROLES = ("support", "caveat")
 SCALAR = (int, float, str, bool)
+MAX_SAVED_SAMPLES = 2000  # raw samples kept per figure, for cross-environment tests in the report
+MAX_OPEN_CHECKS = 12  # undecided checks in one part beyond which the part is simply undecided
 
 
 @dataclass
@@ -46,53 +55,68 @@ class Check:
     op: str
     threshold: float | int | str | bool
     unit: str
-    role: str
+    role: str  # "support" or "caveat"
     why: str
-    passed: bool
+    passed: bool | None  # None: undecided (the interval straddles the threshold)
+    interval: list[float] | None = None  # [low, high] of the median, when decided over samples
+    n: int | None = None  # samples behind the interval
 
     def describe(self) -> str:
-        state = "passed" if self.passed else "failed"
+        state = {True: "passed", False: "failed", None: "undecided"}[self.passed]
+        spread = ""
+        if self.interval is not None:
+            lo, hi = self.interval
+            spread = f" (95% interval {_fmt(lo)}-{_fmt(hi)}, n={self.n})"
         return (
-            f"{self.role} check {self.name!r} = {_fmt(self.value)}{_unit(self.unit)}, "
+            f"{self.role} check {self.name!r} = {_fmt(self.value)}{_unit(self.unit)}{spread}, "
             f"needs {self.op} {_fmt(self.threshold)}{_unit(self.unit)} ({state})"
         )
 
 
-def decide(checks: list[Check]) -> str:
-    """The verdict that a list of checks supports.
-
-    A part of a claim may carry caveat checks only (the GIL-releasing half of TH4): its
-    support is then vacuous and it reads holds, or holds-with-caveat once its caveat shows.
-    """
-    if not checks:
-        raise ValueError("a verdict needs at least one check")
-    if not all(c.passed for c in checks if c.role == "support"):
+def _verdict_of(roles: list[str], outcomes: list[bool]) -> str:
+    if not all(ok for role, ok in zip(roles, outcomes) if role == "support"):
         return "refuted"
-    caveats = [c for c in checks if c.role == "caveat"]
-    if caveats and all(c.passed for c in caveats):
+    caveats = [ok for role, ok in zip(roles, outcomes) if role == "caveat"]
+    if caveats and all(caveats):
         return "holds-with-caveat"
     return "holds"
 
 
-def combine(verdicts: list[str]) -> str:
-    """A claim's verdict from the verdicts of its parts (its tests): the strongest qualifier wins."""
-    for verdict in ("refuted", "holds-with-caveat", "holds", "not-testable"):
-        if verdict in verdicts:
-            return verdict
-    raise ValueError("no verdicts to combine")
+def decide(checks: list[Check]) -> str:
+    """The verdict that a list of checks supports, or undecided if an undecided check could change it.
+
+    A part of a claim may carry caveat checks only (the GIL-releasing half of TH4): it reads
+    holds, or holds-with-caveat once its caveat shows, but never decides the claim alone
+    (see harness.catalogue.combine).
+    """
+    if not checks:
+        raise ValueError("a verdict needs at least one check")
+    roles = [c.role for c in checks]
+    open_ = [i for i, c in enumerate(checks) if c.passed is None]
+    if len(open_) > MAX_OPEN_CHECKS:
+        return UNDECIDED
+    found = set()
+    for guess in itertools.product((True, False), repeat=len(open_)):
+        outcomes = [c.passed for c in checks]
+        for i, ok in zip(open_, guess):
+            outcomes[i] = ok
+        found.add(_verdict_of(roles, outcomes))
+        if len(found) > 1:
+            return UNDECIDED
+    return found.pop()
+
+
+def measured_support(checks: list[Check]) -> bool:
+    """True when at least one support check was decided (passed or failed)."""
+    return any(c.role == "support" and c.passed is not None for c in checks)
 
 
 def cpus_available() -> int:
-    """CPUs this process may run on (affinity, e.g. taskset), not CPUs in the machine."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return environment.cpus_available()
 
 
 def gil_enabled() -> bool:
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
+    return environment.gil_enabled()
 
 
 def base_conditions() -> dict:
@@ -101,29 +125,14 @@ def base_conditions() -> dict:
         "implementation": platform.python_implementation(),
         "gil_enabled": gil_enabled(),
         "cpus_available": cpus_available(),
-        "cpus_online": os.cpu_count(),
+        "cpus_online": environment.key()["cores"],
         "platform": platform.platform(),
         "scale": _scale.current(),
     }
 
 
 def summarize(samples) -> dict:
-    """Median with quartiles: the spread the report shows beside a figure."""
-    values = sorted(float(v) for v in samples)
-    if not values:
-        raise ValueError("no samples")
-    if len(values) == 1:
-        q1 = q3 = values[0]
-    else:
-        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return {
-        "value": statistics.median(values),
-        "q1": q1,
-        "q3": q3,
-        "min": values[0],
-        "max": values[-1],
-        "n": len(values),
-    }
+    return stats.summarize(samples)
 
 
 class Evidence:
@@ -135,21 +144,26 @@ class Evidence:
         self.notes: list[str] = []
         self.conditions: dict = base_conditions()
         self.settings: dict = dict(settings or {})
-        self.not_testable_reason = ""
+        self.not_measured_reason = ""
         self.settled = False
+        self.expected = ""
 
     # --- recording -------------------------------------------------------------------
     def condition(self, **values) -> None:
-        """Record a condition of the measurement (event loop, start method, N, ...)."""
+        """Record a condition of the measurement (loop, start_method, n, ...)."""
         for key, value in values.items():
             self.conditions[key] = _jsonable(value)
 
     def figure(self, name: str, value=None, unit: str = "", *, samples=None) -> float:
-        """Record a figure; with `samples`, its median, quartiles and count. Returns the value."""
+        """Record a figure; with `samples`, its median, quartiles, count and the samples. Returns the value."""
         if samples is not None:
-            entry = summarize(samples)
+            samples = [_jsonable(v) for v in samples]
+            entry = stats.summarize(samples)
+            if len(samples) >= stats.MIN_SAMPLES:
+                entry["interval"] = list(stats.median_interval(samples))
+            entry["samples"] = [round(float(v), 9) for v in samples[:MAX_SAVED_SAMPLES]]
             if value is not None:
-                entry["value"] = value
+                entry["value"] = _jsonable(value)
         else:
             if value is None:
                 raise ValueError(f"figure {name!r} needs a value or samples")
@@ -159,33 +173,48 @@ class Evidence:
         return entry["value"]
 
     def note(self, text: str) -> None:
-        self.notes.append(text)
+        if text not in self.notes:
+            self.notes.append(text)
 
-    def support(self, name, value, op, threshold, unit="", why="") -> bool:
-        """A prediction of the claim, checked against a measured figure."""
-        return self._check("support", name, value, op, threshold, unit, why)
+    def support(self, name, value=None, op="", threshold=None, unit="", why="", *, samples=None) -> bool | None:
+        """A prediction of the claim, checked against a measured figure (or its interval, given samples)."""
+        return self._check("support", name, value, op, threshold, unit, why, samples)
 
-    def caveat(self, name, value, op, threshold, unit="", why="") -> bool:
+    def caveat(self, name, value=None, op="", threshold=None, unit="", why="", *, samples=None) -> bool | None:
         """A measured qualification: when it passes, the claim holds only with a caveat."""
-        return self._check("caveat", name, value, op, threshold, unit, why)
+        return self._check("caveat", name, value, op, threshold, unit, why, samples)
 
-    def not_testable(self, reason: str) -> None:
-        self.not_testable_reason = reason
+    def not_measured(self, reason: str) -> None:
+        """This part cannot be measured here: record why (with the figures so far) and skip the test."""
+        self.not_measured_reason = reason
+        pytest.skip(reason)
 
-    def _check(self, role, name, value, op, threshold, unit, why) -> bool:
+    def _check(self, role, name, value, op, threshold, unit, why, samples) -> bool | None:
         if op not in OPS:
             raise ValueError(f"unknown comparison {op!r}; use one of {' '.join(OPS)}")
-        if name not in self.figures:
-            self.figure(name, value, unit)
-        passed = bool(OPS[op](value, threshold))
-        self.checks.append(Check(name, _jsonable(value), op, _jsonable(threshold), unit, role, why, passed))
+        interval = n = None
+        if samples is not None:
+            if op in ("==", "!="):
+                raise ValueError(f"{name}: an interval decides < <= > >=, not {op}")
+            samples = list(samples)
+            if len(samples) < stats.MIN_SAMPLES:
+                raise ValueError(f"{name}: a decided figure needs {stats.MIN_SAMPLES} samples or more, got {len(samples)}")
+            value = self.figure(name, value, unit, samples=samples)
+            passed, (lo, hi) = stats.decide(samples, op, threshold)
+            interval, n = [lo, hi], len(samples)
+        else:
+            if value is None:
+                raise ValueError(f"check {name!r} needs a value or samples")
+            if name not in self.figures:
+                self.figure(name, value, unit)
+            passed = bool(OPS[op](value, threshold))
+        self.checks.append(Check(name, _jsonable(value), op, _jsonable(threshold), unit, role, why, passed,
+                                 interval, n))
         return passed
 
     # --- deciding --------------------------------------------------------------------
     @property
     def verdict(self) -> str:
-        if self.not_testable_reason:
-            return "not-testable"
         return decide(self.checks)
 
     def record(self) -> dict:
@@ -193,25 +222,25 @@ class Evidence:
         return {
             "claim": self.claim.id,
             "part": self.part,
-            "verdict": self.verdict,
+            "verdict": self.verdict if self.checks else "not-measured",
             "expected": self.expected,
+            "measured_support": measured_support(self.checks),
             "checks": [asdict(c) for c in self.checks],
             "figures": self.figures,
             "notes": self.notes,
             "conditions": self.conditions,
             "settings": self.settings,
-            "not_testable_reason": self.not_testable_reason,
+            "not_measured_reason": self.not_measured_reason,
         }
-
-    expected: str = ""
 
     def settle(self, benchmark, expect: str | None = None) -> str:
         """Decide, store the evidence in the benchmark JSON, and assert the expected verdict.
 
-        `expect` defaults to the catalogue's verdict for the claim; a test that settles only
-        one part of a claim (the part without the caveat, say) names its own expectation.
+        `expect` defaults to the catalogue's verdict for the claim in this environment; a test
+        that settles only one part of a claim (the part without the caveat, say) names its own.
+        An undecided part is recorded and passes: it decides nothing, so it contradicts nothing.
         """
-        self.expected = expect or self.claim.expected
+        self.expected = expect or self.claim.expected_for(environment.traits())
         if self.expected not in VERDICTS:
             raise ValueError(f"unknown verdict {self.expected!r}")
         if getattr(benchmark, "stats", None) is None:
@@ -222,7 +251,7 @@ class Evidence:
         verdict = self.verdict
         benchmark.extra_info.update(self.record())
         self.settled = True
-        if verdict != self.expected:
+        if verdict in DECIDED and verdict != self.expected:
             lines = [f"{self.claim.id} ({self.part}): measured verdict {verdict!r}, expected {self.expected!r}"]
             lines += [f"  {c.describe()}" + (f" -- {c.why}" if c.why else "") for c in self.checks]
             raise AssertionError("\n".join(lines))

@@ -38,7 +38,7 @@ class Meter:
         self.children = children
         self.usage: Usage | None = None
 
-    def __enter__(self) -> "Meter":
+    def __enter__(self) -> Meter:
         self._t0 = self._cpu()
         self._w0 = time.perf_counter()
         return self

@@ -1,4 +1,4 @@
-"""Run Python snippets in fresh interpreters: for memory figures and for crashes.
+"""Run child programs (harness.children.*) in fresh interpreters: for memory figures and for crashes.
 
 Memory is measured in a fresh process so that nothing pytest allocated counts, and crashing
 code runs in a child so that it can never take pytest down. Each child gets its own process
@@ -11,10 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass
 
-RESULT_PREFIX = "RESULT-JSON:"
+from harness.children import RESULT_PREFIX
+from harness.probes import kill_group
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass
@@ -40,40 +42,36 @@ class Outcome:
         )
 
 
-def run_python(code: str, *, timeout: float = 60.0, args: tuple = (), env: dict | None = None) -> Outcome:
-    """Run `code` in `python -c` (this interpreter), wait at most `timeout` s, kill on expiry.
+def child_env(extra: dict | None = None) -> dict:
+    """The environment for a child interpreter: the project importable, pytest's faulthandler off."""
+    env = dict(os.environ)
+    env.pop("PYTHONFAULTHANDLER", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    if extra:
+        env.update(extra)
+    return env
 
-    Inside `code`, ``emit(obj)`` prints obj as the child's JSON result.
+
+def module_command(module: str, *args) -> list[str]:
+    """The command line that runs `module` (e.g. harness.children.crash) in a fresh interpreter."""
+    return [sys.executable, "-X", "faulthandler", "-m", module, *map(str, args)]
+
+
+def run_module(module: str, *args, timeout: float = 60.0, env: dict | None = None) -> Outcome:
+    """Run ``python -m module args...``, wait at most `timeout` s, kill its whole group on expiry.
+
+    Inside the module, ``harness.children.emit(obj)`` prints obj as the child's JSON result.
     """
-    prelude = (
-        "import json as _json\n"
-        f"def emit(obj): print({RESULT_PREFIX!r} + _json.dumps(obj), flush=True)\n"
-    )
-    child_env = dict(os.environ)
-    child_env.pop("PYTHONFAULTHANDLER", None)
-    if env:
-        child_env.update(env)
     proc = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-c", prelude + textwrap.dedent(code), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env,
-        start_new_session=True,
+        module_command(module, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=child_env(env), cwd=ROOT, start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         out, err = proc.communicate()
-        raise TimeoutError(f"child exceeded {timeout} s and was killed; stderr:\n{err[-2000:]}") from None
+        raise TimeoutError(f"{module} exceeded {timeout} s and was killed; stderr:\n{err[-2000:]}") from None
     finally:
-        _kill_group(proc.pid)  # grandchildren it may have left behind
+        kill_group(proc.pid)  # grandchildren it may have left behind
     return Outcome(proc.returncode, out, err)
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

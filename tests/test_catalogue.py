@@ -8,7 +8,8 @@ import pytest
 
 from harness import catalogue
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS = ROOT / "experiments"
 
 
 def claim_ids_in(path: Path) -> list[str]:
@@ -21,29 +22,60 @@ def claim_ids_in(path: Path) -> list[str]:
     return ids
 
 
-def test_catalogue_has_the_28_claims_with_unique_ids_and_known_verdicts():
-    claims = catalogue.load()
-    assert len(claims) == 28
-    assert all(c.statement and c.section for c in claims.values())
+CLAIMS = catalogue.load()
+ENTRY = '[[claim]]\nid = "X1"\nsection = "s"\ntitle = "t"\nstatement = "t"\nexpected = "holds"\n' \
+        'file = "experiments/test_x1_thing.py"\n'
+
+
+def test_catalogue_claims_are_complete():
+    assert CLAIMS, "the catalogue is empty"
+    for claim in CLAIMS.values():
+        assert claim.statement and claim.section and claim.title, claim.id
+
+
+@pytest.mark.parametrize("claim_id", [c.id for c in CLAIMS.values() if c.file])
+def test_each_claims_file_exists_and_holds_its_marker(claim_id):
+    claim = CLAIMS[claim_id]
+    path = ROOT / claim.file
+    assert path.is_file(), f"{claim_id}: catalogue names {claim.file}, which does not exist"
+    assert claim_id in claim_ids_in(path), f"{claim.file} has no @pytest.mark.claim({claim_id!r})"
+    assert claim_id.lower() in path.name, f"{claim.file}: the file name should lead to {claim_id}"
 
 
 @pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("test_*.py")), ids=lambda p: p.name)
-def test_every_experiment_names_a_catalogued_claim(path):
+def test_every_experiment_names_a_catalogued_claim_whose_file_it_is(path):
     ids = claim_ids_in(path)
     assert ids, f"{path.name} tags no test with @pytest.mark.claim(ID)"
-    assert set(ids) <= set(catalogue.load()), f"{path.name} names claims missing from catalogue.toml"
+    assert set(ids) <= set(CLAIMS), f"{path.name} names claims missing from catalogue.toml"
+    for claim_id in set(ids):
+        assert CLAIMS[claim_id].file == f"experiments/{path.name}", f"catalogue names another file for {claim_id}"
 
 
 def test_duplicate_ids_are_refused(tmp_path):
     bad = tmp_path / "c.toml"
-    entry = '[[claim]]\nid = "X1"\nsection = "s"\nstatement = "t"\nexpected = "holds"\n'
-    bad.write_text(entry + entry)
+    bad.write_text(ENTRY + ENTRY)
     with pytest.raises(catalogue.CatalogueError, match="duplicate"):
         catalogue.load(bad)
 
 
-def test_unknown_verdicts_are_refused(tmp_path):
+@pytest.mark.parametrize("change, message", [
+    (('expected = "holds"', 'expected = "maybe"'), "unknown verdict"),
+    (('title = "t"', 'title = "t"\ncolour = "red"'), "unknown fields"),
+    (('title = "t"\n', ''), "missing fields"),
+    (('title = "t"', 'title = "' + "x" * 61 + '"'), "at most 60"),
+    (('expected = "holds"', 'expected = "holds"\nexpected_when = { no_gil = "refuted", warm = "holds" }'),
+     "unknown trait"),
+    (('file = "experiments/test_x1_thing.py"\n', ''), "names no experiment file"),
+])
+def test_malformed_entries_are_refused_loudly(tmp_path, change, message):
     bad = tmp_path / "c.toml"
-    bad.write_text('[[claim]]\nid = "X1"\nsection = "s"\nstatement = "t"\nexpected = "maybe"\n')
-    with pytest.raises(catalogue.CatalogueError, match="unknown verdict"):
+    bad.write_text(ENTRY.replace(*change))
+    with pytest.raises(catalogue.CatalogueError, match=message):
         catalogue.load(bad)
+
+
+def test_expectations_may_depend_on_the_environment(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(ENTRY + 'expected_when = { no_gil = "refuted" }\n')
+    claim = catalogue.load(path)["X1"]
+    assert claim.expected_for(set()) == "holds" and claim.expected_for({"no_gil"}) == "refuted"

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.catalogue import Claim
-from harness.evidence import Check, Evidence, combine, decide, module_settings, summarize
+from harness.catalogue import Claim, combine
+from harness.evidence import Check, Evidence, decide, module_settings, summarize
 
-CLAIM = Claim(id="TH4", section="s", statement="threads do not scale", expected="holds")
+CLAIM = Claim(id="TH4", section="s", title="t", statement="threads do not scale", expected="holds",
+              file="experiments/test_th4_x.py")
 
 
 def check(role, passed):
@@ -22,9 +23,39 @@ def check(role, passed):
     ([check("support", False), check("caveat", True)], "refuted"),
     ([check("caveat", True)], "holds-with-caveat"),
     ([check("caveat", False)], "holds"),
+    ([check("support", None)], "undecided"),
+    ([check("support", False), check("support", None)], "refuted"),  # refuted whatever the open one does
+    ([check("support", True), check("caveat", None)], "undecided"),  # holds or holds-with-caveat
+    ([check("support", None), check("caveat", False)], "undecided"),
 ])
 def test_verdict_follows_from_checks(checks, verdict):
     assert decide(checks) == verdict
+
+
+@pytest.mark.parametrize("samples, passed", [
+    ([1.0, 1.02, 0.99, 1.01, 1.0, 1.03, 0.98], True),  # the whole interval is below 1.3
+    ([1.9, 1.8, 2.0, 1.95, 1.85, 1.9], False),  # the whole interval is above it
+    ([1.0, 1.1, 1.2, 1.4, 1.5, 1.6], None),  # it straddles 1.3: undecided, never a guess
+])
+def test_a_figure_over_rounds_is_decided_by_its_interval(samples, passed):
+    ev = Evidence(CLAIM, "part")
+    assert ev.support("thread_cores", op="<=", threshold=1.3, unit="cores", samples=samples) is passed
+    check = ev.checks[-1]
+    assert check.n == len(samples) and check.interval[0] <= check.value <= check.interval[1]
+    assert ev.figures["thread_cores"]["samples"] == samples
+
+
+def test_a_decided_figure_needs_six_samples():
+    with pytest.raises(ValueError, match="6 samples"):
+        Evidence(CLAIM, "part").support("x", op="<=", threshold=1, samples=[1, 1, 1, 1, 1])
+
+
+def test_an_undecided_part_is_recorded_and_does_not_fail_its_test():
+    ev = Evidence(CLAIM, "part")
+    ev.support("thread_cores", op="<=", threshold=1.3, samples=[1.0, 1.1, 1.2, 1.4, 1.5, 1.6])
+    bench = FakeBenchmark()
+    assert ev.settle(bench) == "undecided"
+    assert bench.extra_info["verdict"] == "undecided" and bench.extra_info["measured_support"] is False
 
 
 def test_no_checks_gives_no_verdict():
@@ -33,9 +64,19 @@ def test_no_checks_gives_no_verdict():
 
 
 def test_claim_verdict_takes_the_strongest_qualifier():
-    assert combine(["holds", "holds-with-caveat", "holds"]) == "holds-with-caveat"
-    assert combine(["holds", "refuted"]) == "refuted"
-    assert combine(["not-testable"]) == "not-testable"
+    assert combine([("holds", True), ("holds-with-caveat", True), ("holds", True)]) == "holds-with-caveat"
+    assert combine([("holds", True), ("refuted", True)]) == "refuted"
+    assert combine([("holds", True), ("undecided", False), ("not-measured", False)]) == "holds"
+
+
+def test_caveat_only_parts_never_decide_a_claim_alone():
+    assert combine([("holds-with-caveat", False)]) == "not-measured"
+    assert combine([("holds-with-caveat", False), ("not-measured", False)]) == "not-measured"
+    assert combine([("holds-with-caveat", False), ("holds", True)]) == "holds-with-caveat"
+    assert combine([("undecided", False), ("holds-with-caveat", False)]) == "undecided"
+    assert combine([]) == "not-measured"
+    with pytest.raises(ValueError, match="unknown verdict"):
+        combine([("maybe", True)])
 
 
 class FakeBenchmark:
@@ -53,6 +94,7 @@ def test_settle_records_evidence_and_accepts_the_expected_verdict():
     info = bench.extra_info
     assert info["claim"] == "TH4" and info["verdict"] == "holds" and info["conditions"]["loop"] == "uvloop"
     assert info["figures"]["speedup"] == {"value": 1.02, "unit": "x"}
+    assert info["measured_support"] is True
     assert info["settings"] == {"N": 3}
 
 
