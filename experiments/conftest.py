@@ -20,7 +20,7 @@ import time
 import psutil
 import pytest
 
-from harness import aio, catalogue, environment, probes
+from harness import aio, catalogue, environment, optional, probes
 from harness.evidence import Evidence, module_settings
 
 CLAIMS = catalogue.load()
@@ -102,7 +102,8 @@ def socket_pair():
         b.close()
 
 
-@pytest.fixture(params=aio.LOOPS)
+@pytest.fixture(params=[pytest.param(kind, marks=optional.needs(kind) if kind != "asyncio" else ())
+                        for kind in aio.LOOPS])
 def loop(request):
     """A fresh event loop of each kind, made outside any timer and closed afterwards."""
     event_loop = aio.new_loop(request.param)

