@@ -211,7 +211,7 @@ def pytest_sessionfinish(session):
 def _save_run_without_benchmarks(config) -> None:
     bs = getattr(config, "_benchmarksession", None)
     save = bs and (bs.save or bs.autosave)
-    if not save or bs.benchmarks or bs.disabled or not config.stash.get(_SKIPS):
+    if not save or bs.benchmarks or bs.disabled or not config.stash.get(_SKIPS, {}):
         return
     commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
     config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
