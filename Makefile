@@ -1,28 +1,39 @@
 # Two commands on a fresh machine: `make reproduce` (run every experiment, build the report)
-# and `make test` (the project's own tests plus the experiments). Both create .venv first.
+# and `make test` (ruff, the project's own tests, then the experiments). Both create .venv first.
+# More: `make free-threaded` (a free-threaded CPython and its GIL twin), `make matrix` (the quick
+# suite on every interpreter, one report), `make stability RUNS=n LOAD=k`, `make lint`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= quick
 PYTEST_ARGS ?=
+RUNS ?= 8
+LOAD ?= 0
+REQUIREMENTS := requirements.txt requirements-optional.txt requirements-dev.txt $(wildcard requirements-report.txt)
 
-.PHONY: venv test reproduce report publish clean
+.PHONY: venv test lint reproduce report publish free-threaded matrix stability clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# Experiments, report and development requirements in one venv on the default interpreter;
+# the optional pieces one by one (a failed one is reported and its experiments skip).
+$(VENV)/.installed: $(REQUIREMENTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt $(addprefix -r ,$(filter-out requirements.txt requirements-optional.txt,$(REQUIREMENTS)))
+	$(PY) tools/install_optional.py -c requirements.txt
 	@touch $@
 
-# The project's tests: fast checks of report.py and the helpers, then every experiment.
+# ruff, then the project's tests (fast checks of report.py and the helpers), then every experiment.
 # Their benchmark JSON goes to build/ so that results/ keeps only runs meant for publishing.
-test: venv
+test: venv lint
 	$(PY) -m pytest tests experiments --benchmark-storage=build/test-runs $(PYTEST_ARGS)
 
-# Every experiment at the chosen scale, saved under results/, then the report.
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# Every experiment at the chosen scale, saved under results/<environment>/, then the report.
 reproduce: venv
 	$(PY) -m pytest experiments --scale=$(SCALE) $(PYTEST_ARGS); status=$$?; \
 	$(PY) report.py && exit $$status
@@ -33,6 +44,23 @@ report: venv
 # The report over results/, plus its verdict table in README.md: what a reference run publishes.
 publish: venv
 	$(PY) report.py --readme README.md
+
+# A free-threaded CPython (PYTHON_FT=..., python3.13t/3.14t on PATH, or built with its GIL twin
+# into .interpreters/, which `make clean` keeps), then the matrix venvs of the built ones.
+free-threaded: venv
+	$(PY) tools/free_threaded.py
+	$(PY) -m nox --install-only $(if $(PYTHONS),,--tags free-threaded)
+
+# The quick suite once per interpreter (PYTHONS="python3.12 /path/python3.13t" or all found),
+# each into results/<environment>/, then one report over all of them.
+matrix: venv
+	$(PY) -m nox -- $(PYTEST_ARGS); status=$$?; \
+	$(PY) report.py && exit $$status
+
+# The quick suite RUNS times with LOAD busy processes beside it, into build/stability/; then
+# results/stability.md and results/stability.csv: each claim's verdict per run, flips, undecided.
+stability: venv
+	$(PY) tools/stability.py --runs $(RUNS) --load $(LOAD) -- $(PYTEST_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

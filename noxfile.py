@@ -1,0 +1,84 @@
+"""`make matrix`: the quick suite once per interpreter, one nox session each, then one report.
+
+Sessions are named by interpreter (`nox -l` lists them: suite-3.11.7, suite-3.13.5t, ...); the
+interpreters come from tools/interpreters.py (PYTHONS="...", or found and probed). Each session
+has its own venv (experiments + optional requirements), reused while the requirements are
+unchanged, so a second `make matrix` installs nothing. Runs land in the environment's own
+folder under MATRIX_STORAGE (results/ by default; the root conftest.py appends the environment
+slug). Arguments after `--` go to pytest (`nox -- -k CO1`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tools.interpreters import FREE_THREADED_ORIGINS, discover  # noqa: E402
+
+ROOT = Path(__file__).parent
+REQUIREMENTS = ("requirements.txt", "requirements-optional.txt")
+STORAGE = os.environ.get("MATRIX_STORAGE", "results")
+# What the suite imports in every environment; the optional ones are checked only when installed.
+IMPORTS = "pytest,pytest_benchmark,pytest_asyncio,pytest_timeout,psutil,aiohttp,requests,pyperf,scipy.stats"
+
+nox.options.sessions = None  # every session
+nox.options.reuse_venv = "yes"
+nox.options.download_python = "never"  # only interpreters that are here
+nox.options.error_on_missing_interpreters = True
+
+VENV_CHECK = """
+import importlib, json, sys, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")  # a GIL-re-enabling import warns; the state below says it plainly
+status_file = Path(sys.prefix) / "optional-status.json"
+failed = json.loads(status_file.read_text()) if status_file.exists() else {}
+for name in sys.argv[1].split(","):
+    importlib.import_module(name)
+optional = [m for m in ("uvloop", "msgpack", "liburing") if m not in failed and importlib.util.find_spec(m)]
+for name in optional:
+    importlib.import_module(name)
+gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+print(f"imports ok; optional: {', '.join(optional) or 'none'}"
+      + (f"; missing: {', '.join(sorted(failed))}" if failed else "") + f"; GIL enabled after imports: {gil}")
+"""
+
+
+def requirements_digest() -> str:
+    return hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in REQUIREMENTS)).hexdigest()[:16]
+
+
+def install(session: nox.Session) -> None:
+    """Experiments + optional requirements, unless this venv already has exactly these."""
+    stamp = Path(session.virtualenv.location) / ".requirements-digest"
+    if stamp.exists() and stamp.read_text() == requirements_digest():
+        session.log("venv up to date with the requirements; nothing to install")
+        return
+    session.install("--quiet", "--upgrade", "pip")
+    session.install("--quiet", "-r", "requirements.txt")
+    session.run_install("python", "tools/install_optional.py", "-c", "requirements.txt")
+    stamp.write_text(requirements_digest())
+
+
+def make_session(interpreter):
+    def suite(session: nox.Session) -> None:
+        install(session)
+        session.run("python", "-c", VENV_CHECK, IMPORTS, silent=False)
+        start = time.monotonic()
+        session.run("python", "-m", "pytest", "experiments", f"--benchmark-storage={STORAGE}",
+                    "-p", "no:cacheprovider", *session.posargs)
+        session.log(f"{interpreter.id}: suite took {time.monotonic() - start:.0f} s")
+
+    suite.__doc__ = interpreter.describe
+    # `make free-threaded` prepares the venvs of the interpreters it provides: tagged "free-threaded".
+    tags = ["free-threaded"] if interpreter.origin in FREE_THREADED_ORIGINS else []
+    return nox.session(name=f"suite-{interpreter.id}", python=interpreter.path, venv_backend="venv",
+                       tags=tags)(suite)
+
+
+for _interpreter in discover(report=lambda line: print(f"nox > {line}", file=sys.stderr)):
+    globals()[f"suite_{_interpreter.id}"] = make_session(_interpreter)

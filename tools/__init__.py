@@ -1,0 +1,1 @@
+"""Scripts behind the Makefile targets: free-threaded builds, optional installs, matrix, stability."""
