@@ -1,160 +1,400 @@
-"""report.py: the tables it builds from runs, and how it refuses bad input."""
+"""report.py: pages, tables, plots and CSVs from runs, and a publisher that never corrupts."""
 from __future__ import annotations
 
-import csv
+import json
+import os
+import re
+import stat
 import subprocess
-import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import report
-from tests.conftest import bench
+from harness import catalogue, environment
+from reporting import build, compare, numbers, pages, plots, runs
+from tests.conftest import ENV, FREE_THREADED, bench, check, env, figure, skipped
 
-ROOT = Path(__file__).resolve().parent.parent
+CLAIMS = catalogue.load()
+TESTABLE = [c.id for c in CLAIMS.values() if c.expected != "not-testable"]
+NOT_TESTABLE = [c.id for c in CLAIMS.values() if c.expected == "not-testable"]
 
 
-def read_csv(path: Path) -> list[dict]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+def build_report(tmp_path, *extra) -> tuple[int, Path]:
+    out = tmp_path / "out"
+    return report.main([str(tmp_path / "runs"), "--out", str(out), *extra]), out
 
 
-def test_every_catalogued_claim_appears_and_unmeasured_ones_say_so(write_run, tmp_path):
+def table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def verdicts(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "verdicts.csv", keep_default_na=False)
+
+
+# --- what the report says ----------------------------------------------------------------------
+def test_every_catalogued_claim_appears_in_every_environment(write_run, tmp_path):
     write_run("0001.json", [bench()])
-    report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
-    text = (tmp_path / "out" / "REPORT.md").read_text()
-    rows = read_csv(tmp_path / "out" / "verdicts.csv")
-    assert len(rows) == 28
-    by_id = {r["id"]: r for r in rows}
-    assert by_id["TH4"]["verdict"] == "holds (catalogue expects holds-with-caveat)"
-    assert by_id["EX1"]["verdict"] == "no experiment yet"
-    assert by_id["CO6"]["verdict"] == "not-testable"
-    assert "opinion" in by_id["CO6"]["deciding figures"]
-    assert "## TH4" in text and "speedup = 1 x (<= 1.25 x ✓)" in text
+    status, out = build_report(tmp_path)
+    assert status == 0
+    rows = verdicts(out)
+    assert list(rows["id"]) == list(CLAIMS)
+    by_id = rows.set_index("id")
+    assert by_id.loc["TH4", "verdict"] == "holds"
+    assert by_id.loc["TH4", "differs_from_expected"] in (True, "True")
+    other = next(cid for cid in TESTABLE if cid != "TH4")
+    assert by_id.loc[other, "verdict"] == catalogue.NOT_MEASURED
+    assert "no run" in by_id.loc[other, "not_measured_reasons"]
+    for cid in NOT_TESTABLE:
+        assert by_id.loc[cid, "verdict"] == "not-testable"
+    for cid in CLAIMS:
+        assert (out / "claims" / f"{cid}.md").is_file() and (out / "site" / "claims" / f"{cid}.html").is_file()
 
 
-def test_claim_verdict_combines_its_parts(write_run, tmp_path):
-    write_run("0001.json", [bench(verdict="holds"), bench(name="test_y[hashlib]", verdict="holds-with-caveat",
-                                                          params={"work": "hashlib"})])
-    results = report.build([tmp_path / "runs"], tmp_path / "out")
-    assert results["TH4"].verdict == "holds-with-caveat"
-    table = (tmp_path / "out" / "REPORT.md").read_text()
-    assert "| workers |" in table.replace("  ", " ") or "workers" in table
-    assert "hashlib" in table
+def test_a_run_where_everything_skipped_is_reported_with_its_reasons(write_run, tmp_path):
+    write_run("0001.json", [], not_measured=[skipped("TH4", "test_a", "another process keeps a CPU busy")])
+    status, out = build_report(tmp_path)
+    assert status == 0
+    th4 = verdicts(out).set_index("id").loc["TH4"]
+    assert th4["verdict"] == catalogue.NOT_MEASURED
+    assert "another process keeps a CPU busy" in th4["not_measured_reasons"]
+    page = (out / "claims" / "TH4.md").read_text()
+    assert "not measured here: test_a: another process keeps a CPU busy" in page
 
 
-def test_newest_run_wins_and_disagreeing_runs_are_counted(write_run, tmp_path):
-    write_run("0001.json", [bench(verdict="refuted")], when="2026-01-01T00:00:00")
+def test_caveat_only_parts_never_decide_a_claim(write_run, tmp_path):
+    caveat_only = bench(name="test_b[hashlib]", verdict="holds-with-caveat", params={"work": "hashlib"},
+                        checks=[check(op=">=", value=1.6, role="caveat")])
+    write_run("0001.json", [caveat_only], not_measured=[skipped("TH4", "test_a")])
+    _, out = build_report(tmp_path)
+    assert verdicts(out).set_index("id").loc["TH4", "verdict"] == catalogue.NOT_MEASURED
+
+
+def test_environments_are_never_merged_and_flips_are_highlighted(write_run, tmp_path):
+    write_run("0001.json", [bench(verdict="holds-with-caveat")], env=ENV)
+    write_run("0001.json", [bench(verdict="refuted", checks=[check(value=1.9, passed=False)])], env=FREE_THREADED)
+    status, out = build_report(tmp_path)
+    assert status == 0
+    th4 = verdicts(out).query("id == 'TH4'")
+    assert sorted(th4["verdict"]) == ["holds-with-caveat", "refuted"]
+    assert set(th4["environment"]) == {environment.slug(ENV), environment.slug(FREE_THREADED)}
+    assert list(th4["differs_from_expected"].astype(str)) == ["False", "False"]  # no_gil expects refuted
+    index = (out / "REPORT.md").read_text()
+    assert "CPython 3.13.5t (GIL off)" in index and "**refuted" in index
+    assert 'class="flip"' in (out / "site" / "index.html").read_text()
+
+
+def test_each_environment_reports_its_newest_run_that_selected_the_claim(write_run, tmp_path):
+    write_run("0001.json", [bench(verdict="refuted", checks=[check(passed=False)])], when="2026-01-01T00:00:00")
     write_run("0002.json", [bench(verdict="holds")], when="2026-01-02T00:00:00")
-    write_run("0003.json", [bench(verdict="holds")], when="2026-01-03T00:00:00")
-    results = report.build([tmp_path / "runs"], tmp_path / "out")
-    assert results["TH4"].verdict == "holds"
-    assert (results["TH4"].runs_agreeing, results["TH4"].runs_measuring) == (2, 3)
+    write_run("0003.json", [bench(claim="PR4", name="test_p")], when="2026-01-03T00:00:00")
+    _, out = build_report(tmp_path)
+    rows = verdicts(out).set_index("id")
+    assert rows.loc["TH4", "verdict"] == "holds" and rows.loc["TH4", "run"] == "0002.json"
+    assert rows.loc["PR4", "run"] == "0003.json"
 
 
-def test_table_axes_come_from_params(write_run, tmp_path):
-    parts = [bench(name=f"test_z[{n}]", params={"n_fds": n, "selector": "poll"}) for n in (10, 1000)]
+def test_runs_from_several_machines_stand_side_by_side(write_run, tmp_path):
+    write_run("0001.json", [bench()], root="gathered/machine-a")
+    write_run("0001.json", [bench(verdict="refuted", checks=[check(passed=False)])], root="gathered/machine-b")
+    status = report.main([str(tmp_path / "gathered"), "--out", str(tmp_path / "out")])
+    assert status == 0
+    th4 = verdicts(tmp_path / "out").query("id == 'TH4'")
+    assert sorted(th4["origin"]) == ["machine-a", "machine-b"]
+
+
+def test_pages_open_with_verdict_caveat_and_deciding_figures_in_words(write_run, tmp_path):
+    checks = [check(interval=[0.99, 1.02], n=7), check("thread_speedup", 0.95, "<=", 1.5, "x", passed=None,
+                                                       interval=[0.9, 1.6], n=7)]
+    write_run("0001.json", [bench(checks=checks, notes=["same note", "same note", "other note"])])
+    _, out = build_report(tmp_path)
+    page = (out / "claims" / "TH4.md").read_text()
+    claim = CLAIMS["TH4"]
+    assert page.index("## Verdict") < page.index("**Caveat:**") or claim.caveat == ""
+    assert "thread_cores was 1.01 cores (95% interval 0.99–1.02 cores, n=7); needs at most 1.3 cores: passed" in page
+    assert "thread_speedup was 0.95× (95% interval 0.9–1.6×, n=7); needs at most 1.5×: undecided" in page
+    assert page.count("same note") == 1
+    assert f"]({os.path.relpath(pages.ROOT / claim.file, out / 'claims')})" in page
+    assert claim.control in page
+    html = (out / "site" / "claims" / "TH4.html").read_text()
+    assert "<details><summary>Checks" in html and 'id="TH4"' in html
+
+
+def test_index_names_the_machine_and_has_contents_with_stable_anchors(write_run, tmp_path):
+    write_run("0001.json", [bench()])
+    _, out = build_report(tmp_path)
+    index = (out / "REPORT.md").read_text()
+    for text in ("Test CPU 9000", "2 cores", "Linux 6.1.0-test", "abc123", "2026-01-01 00:00"):
+        assert text in index
+    for cid in CLAIMS:
+        assert f'<a id="{cid}"></a>[{cid}](claims/{cid}.md)' in index
+
+
+def test_no_markdown_table_line_is_over_200_characters(write_run, tmp_path):
+    long_params = {f"parameter_{i}": "x" * 30 for i in range(8)}
+    parts = [bench(name=f"test_{'very_long_name_' * 8}[{i}]", params={**long_params, "i": i},
+                   checks=[check(why="w" * 300), check("n" * 120, role="caveat", op=">=")]) for i in range(3)]
     write_run("0001.json", parts)
-    report.build([tmp_path / "runs"], tmp_path / "out")
-    text = (tmp_path / "out" / "REPORT.md").read_text()
-    header = next(line for line in text.splitlines() if line.startswith("| test") and "n_fds" in line)
-    assert "selector" in header
+    write_run("0001.json", [bench()], env=FREE_THREADED)
+    _, out = build_report(tmp_path)
+    for page in [out / "REPORT.md", *sorted((out / "claims").glob("*.md"))]:
+        for line in table_lines(page.read_text()):
+            assert len(line) <= pages.MAX_LINE, (page.name, line)
 
 
-def test_figures_csv_has_one_row_per_figure(write_run, tmp_path):
-    figures = {"a": {"value": 1, "unit": "B"}, "b": {"value": 2.5, "unit": "s", "q1": 2, "q3": 3, "n": 3}}
-    write_run("0001.json", [bench(figures=figures)])
-    report.build([tmp_path / "runs"], tmp_path / "out")
-    rows = read_csv(tmp_path / "out" / "figures.csv")
-    assert [(r["figure"], r["unit"]) for r in rows] == [("a", "B"), ("b", "s")]
-
-
+# --- numbers people read ---------------------------------------------------------------------------
 @pytest.mark.parametrize("value, unit, text", [
-    (0.000_002_5, "s", "2.5 µs"), (0.25, "s", "250 ms"), (3 << 20, "B", "3 MiB"), (1234, "", "1,234"),
-    (0.123456, "x", "0.123 x"), (True, "", "True"),
+    (0.000_002_5, "s", "2.5 µs"), (0.25, "s", "250 ms"), (4.0, "us", "4 µs"), (89e-9, "s", "89 ns"),
+    (3 << 20, "B", "3 MiB"), (1234, "", "1,234"), (11_500.3, "calls/s", "11,500 calls/s"),
+    (1.15e4, "calls/s", "11,500 calls/s"), (0.00189, "cores", "0.00189 cores"), (0.123456, "x", "0.123×"),
+    (1, "cores", "1 core"), (1.0, "cores", "1 core"), (2, "switches", "2 switches"), (1, "switches", "1 switch"),
+    (True, "", "yes"), ("SIGABRT", "", "SIGABRT"), (1_494_842, "threads", "1,494,842 threads"),
 ])
 def test_values_are_formatted_for_people(value, unit, text):
-    assert report.fmt_value(value, unit) == text
+    assert numbers.fmt(value, unit) == text
 
 
-BAD_INPUTS = {
-    "truncated": lambda p: p.write_text('{"benchmarks": [{"name": "x", '),
-    "foreign": lambda p: p.write_text('{"hello": "world"}'),
-    "binary": lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe"),
-    "missing-evidence": lambda p: p.write_text('{"machine_info": {}, "benchmarks": [{"name": "x", "stats": {}, '
-                                               '"extra_info": {"claim": "TH4"}}]}'),
+def test_no_scientific_notation_and_one_spelling_of_microseconds(write_run, tmp_path):
+    figs = {"tiny": figure(1.2e-7, "s"), "huge": figure(1.15e9, "calls/s"), "per_call": figure(4.0, "us")}
+    write_run("0001.json", [bench(figures=figs)])
+    _, out = build_report(tmp_path)
+    text = (out / "claims" / "TH4.md").read_text()
+    assert not re.search(r"\d[eE][+-]\d", text)
+    assert " us" not in text and "4 µs" in text and "1,150,000,000 calls/s" in text
+
+
+def test_params_sort_as_numbers(write_run, tmp_path):
+    parts = [bench(name=f"test_z[{n}]", params={"n_fds": n}) for n in (100, 1000, 10000, 100000, 500)]
+    write_run("0001.json", parts)
+    _, out = build_report(tmp_path)
+    rows = [line for line in table_lines((out / "claims" / "TH4.md").read_text()) if "| support |" in line]
+    order = [int(re.search(r"n_fds=(\d+)", line).group(1)) for line in rows]
+    assert order == sorted(order)
+
+
+# --- plots -------------------------------------------------------------------------------------------
+def test_declared_plots_draw_the_claims_figures_with_thresholds_and_intervals(write_run, tmp_path):
+    parts = [bench(name=f"test_w[{k}]", params={"workers": k},
+                   checks=[check(value=1.0 + k / 100, interval=[0.9, 1.2], n=7)],
+                   figures={"thread_cores": figure(1.0 + k / 100, "cores", interval=[0.9, 1.2], n=7),
+                            "process_cores": figure(k * 0.9, "cores", q1=k * 0.8, q3=k)})
+             for k in (2, 4)]
+    write_run("0001.json", parts)
+    _, out = build_report(tmp_path)
+    pngs = sorted(p.name for p in (out / "site" / "plots").glob("TH4-*.png"))
+    assert "TH4-2-cores-kept-busy.png" in pngs
+    assert "site/plots/TH4-2-cores-kept-busy.png" in (out / "claims" / "TH4.md").read_text()
+    view = build.prepare([tmp_path / "runs"], tmp_path / "o2", repo=None).views
+    th4 = next(v for v in view if v.id == "TH4")
+    series, checks_, unit, _ = plots.collect(th4, plots.PLOTS["TH4"][1])
+    assert set(series) == {"thread_cores", "process_cores"} and unit == "cores"
+    assert [c["threshold"] for c in checks_] == [1.3, 1.3]  # threshold lines come from the run's checks
+
+
+def test_a_declared_figure_missing_from_the_run_leaves_its_plot_out_with_a_note(write_run, tmp_path):
+    write_run("0001.json", [bench(figures={"renamed_figure": figure()})])
+    status, out = build_report(tmp_path)
+    assert status == 0
+    page = (out / "claims" / "TH4.md").read_text()
+    assert "left out: no run recorded thread_speedup, process_speedup by workers" in page
+
+
+def test_stale_plots_and_pages_are_removed(write_run, tmp_path):
+    write_run("0001.json", [bench()])
+    (tmp_path / "out" / "site" / "plots").mkdir(parents=True)
+    (tmp_path / "out" / "claims").mkdir(parents=True)
+    old_plot = tmp_path / "out" / "site" / "plots" / "TH4-9-an-old-plot.png"
+    old_page = tmp_path / "out" / "claims" / "ZZ9.md"
+    keep = tmp_path / "out" / "claims" / "notes.txt"
+    for path in (old_plot, old_page, keep):
+        path.write_text("old")
+    build_report(tmp_path)
+    assert not old_plot.exists() and not old_page.exists() and keep.exists()
+
+
+# --- CSVs ------------------------------------------------------------------------------------------
+def test_figures_csv_pivots_in_pandas_as_is(write_run, tmp_path):
+    figs = {"thread_cores": figure(1.01), "exit_status": figure("SIGABRT", ""), "intact": figure(True, "")}
+    write_run("0001.json", [bench(figures=figs)])
+    write_run("0001.json", [bench(figures=figs)], env=FREE_THREADED)
+    _, out = build_report(tmp_path)
+    frame = pd.read_csv(out / "figures.csv")
+    assert frame["value"].dtype == "float64"
+    assert set(frame.loc[frame["figure"] == "exit_status", "text"]) == {"SIGABRT"}
+    for column in ("environment", "python", "free_threaded", "gil", "cpu_model", "kernel"):
+        assert column in frame
+    pivot = frame[frame["figure"] == "thread_cores"].pivot_table(index="figure", columns="gil", values="value")
+    assert list(pivot.columns) == ["off", "on"]
+
+
+def test_comparison_gives_ratio_and_mann_whitney_or_n_too_small(write_run, tmp_path):
+    a_samples, b_samples = [1.0, 1.01, 0.99, 1.02, 1.0, 0.98], [1.9, 1.95, 1.85, 1.9, 2.0, 1.92]
+    def part(samples, passed):
+        return bench(checks=[check(value=samples[0], passed=passed, interval=[0.9, 2.1], n=6),
+                             check("thread_speedup", 1.0, "<=", 1.5, "x")],
+                     figures={"thread_cores": figure(sorted(samples)[3], "cores", samples=samples),
+                              "thread_speedup": figure(1.0, "x", n=3)})
+    write_run("0001.json", [part(a_samples, True)], env=ENV)
+    write_run("0001.json", [part(b_samples, False)], env=FREE_THREADED)
+    _, out = build_report(tmp_path)
+    frame = pd.read_csv(out / "comparison.csv", keep_default_na=False).set_index("figure")
+    assert frame.loc["thread_cores", "verdict"].startswith("differs (Mann-Whitney p")
+    assert float(frame.loc["thread_cores", "ratio"]) == pytest.approx(1.92 / 1.01, rel=0.02)
+    assert frame.loc["thread_speedup", "verdict"].startswith("n too small")
+    assert compare.MIN_SIDE == 5
+
+
+def test_compare_lists_verdict_flips_first(write_run, tmp_path, capsys):
+    write_run("0001.json", [bench(verdict="holds-with-caveat")], env=ENV)
+    b = write_run("0001.json", [bench(verdict="refuted", checks=[check(passed=False)])], env=FREE_THREADED)
+    status = report.main([str(tmp_path / "runs"), "--compare", environment.slug(ENV), str(b)])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert printed.index("Verdicts that differ (1)") < printed.index("Deciding figures")
+    assert "| TH4 |" in printed
+
+
+# --- README -----------------------------------------------------------------------------------------
+README = "# Title\n\nBefore.\n\n<!-- verdicts:begin -->\nold table\n<!-- verdicts:end -->\n\nAfter.\n"
+
+
+def test_readme_block_links_each_id_to_its_page_with_commit_and_date(write_run, tmp_path):
+    write_run("0001.json", [bench()])
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    readme.chmod(0o640)
+    status, out = build_report(tmp_path, "--readme", str(readme), "--include-stale")
+    assert status == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nBefore.\n") and text.endswith("After.\n") and "old table" not in text
+    assert "Measured at commit abc123 on 2026-01-01" in text and "Test CPU 9000" in text
+    rel = os.path.relpath(out / "claims", tmp_path)
+    assert f"| [TH4]({rel}/TH4.md) | {CLAIMS['TH4'].title} | holds" in text
+    assert stat.S_IMODE(readme.stat().st_mode) == 0o640
+
+
+def test_readme_block_stays_under_8_kb_with_five_environments(write_run, tmp_path):
+    for i, python in enumerate(("3.11.7", "3.12.1", "3.13.5", "3.13.5t", "3.14.0")):
+        e = env(python=python) if not python.endswith("t") else env(python=python[:-1], free_threaded=True,
+                                                                     gil="off")
+        write_run(f"000{i}.json", [bench(claim=cid, name=f"test_{cid}") for cid in TESTABLE], env=e)
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    status, _ = build_report(tmp_path, "--readme", str(readme), "--include-stale")
+    assert status == 0
+    block = readme.read_text().split("<!-- verdicts:begin -->")[1].split("<!-- verdicts:end -->")[0]
+    assert len(block.encode()) <= pages.README_MAX
+    assert all(len(line) <= pages.MAX_LINE for line in table_lines(block))
+
+
+# --- a publisher that never corrupts --------------------------------------------------------------------
+BAD_RUNS = {
+    "check without passed": lambda d: d["benchmarks"][0]["extra_info"]["checks"][0].pop("passed"),
+    "null conditions": lambda d: d["benchmarks"][0]["extra_info"].update(conditions=None),
+    "q1 without q3": lambda d: d["benchmarks"][0]["extra_info"]["figures"]["thread_cores"].update(q1=0.9),
+    "unknown verdict": lambda d: d["benchmarks"][0]["extra_info"].update(verdict="mostly-holds"),
+    "unknown role": lambda d: d["benchmarks"][0]["extra_info"]["checks"][0].update(role="hint"),
+    "bad interval": lambda d: d["benchmarks"][0]["extra_info"]["checks"][0].update(interval=[1]),
+    "unknown GIL state": lambda d: d["environment"].update(gil="maybe"),
+    "not-measured entry without reason": lambda d: d.update(not_measured=[{"claim": "TH4", "part": "x"}]),
 }
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
-def test_bad_run_file_gets_one_line_and_status_2_and_changes_nothing(tmp_path, kind):
-    bad = tmp_path / "bad.json"
-    BAD_INPUTS[kind](bad)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "REPORT.md").write_text("earlier report")
-    proc = subprocess.run([sys.executable, str(ROOT / "report.py"), str(bad), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in proc.stderr
-    assert (out / "REPORT.md").read_text() == "earlier report"
-    assert sorted(p.name for p in out.iterdir()) == ["REPORT.md"]
+def _outputs(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty-dir"])
-def test_missing_path_or_empty_dir_is_refused(tmp_path, kind, capsys):
-    target = tmp_path / "nothing"
-    if kind == "empty-dir":
-        target.mkdir()
-    assert report.main([str(target), "--out", str(tmp_path / "out")]) == 2
+@pytest.mark.parametrize("case", list(BAD_RUNS) + ["truncated", "binary", "no catalogued claim", "missing path"])
+def test_bad_input_exits_2_with_one_line_and_leaves_the_report_untouched(case, write_run, tmp_path, capsys):
+    from tests.conftest import run_json
+
+    good = write_run("0001.json", [bench()])
+    assert build_report(tmp_path)[0] == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    before = _outputs(tmp_path / "out")
+    capsys.readouterr()
+    args = []
+    if case in BAD_RUNS:
+        data = run_json([bench()])
+        BAD_RUNS[case](data)
+        good.write_text(json.dumps(data))
+    elif case == "truncated":
+        good.write_text(good.read_text()[:200])
+    elif case == "binary":
+        good.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    elif case == "no catalogued claim":
+        good.write_text(json.dumps(run_json([bench(claim="ZZ99")])))
+    else:
+        args = [str(tmp_path / "nowhere")]
+    status = report.main((args or [str(tmp_path / "runs")]) + ["--out", str(tmp_path / "out"), "--readme",
+                                                               str(readme), "--include-stale"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(target) in err[0]
-    assert not (tmp_path / "out").exists()
+    assert status == 2
+    assert len(err) == 1 and err[0].startswith("report.py: "), err
+    assert _outputs(tmp_path / "out") == before
+    assert readme.read_text() == README
 
 
-def test_runs_without_any_claim_are_refused(write_run, tmp_path, capsys):
-    plain = bench()
-    plain["extra_info"] = {}
-    write_run("0001.json", [plain])
-    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
-    assert "no benchmark" in capsys.readouterr().err
-
-
-def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    target = tmp_path / "x.md"
-    report.write_atomic(target, "one")
-    report.write_atomic(target, "two")
-    assert target.read_text() == "two"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.md"]
-
-
-def test_a_numeric_axis_with_three_values_gets_a_plot(write_run, tmp_path):
-    parts = [bench(name=f"test_z[{sel}-{n}]", params={"selector": sel, "n_fds": n}, group="IO7 wait cost")
-             for sel in ("poll", "epoll") for n in (10, 100, 1000)]
-    write_run("0001.json", parts)
-    report.build([tmp_path / "runs"], tmp_path / "out")
-    plots = list((tmp_path / "out" / "plots").glob("*.png"))
-    assert [p.name for p in plots] == ["TH4-io7-wait-cost.png"]
-    assert plots[0].read_bytes().startswith(b"\x89PNG")
-    assert "![IO7 wait cost](plots/TH4-io7-wait-cost.png)" in (tmp_path / "out" / "REPORT.md").read_text()
-
-
-def test_readme_block_gets_the_verdict_table_and_nothing_else_changes(write_run, tmp_path):
+def test_older_runs_without_an_environment_are_ignored_with_a_warning(write_run, tmp_path, capsys):
     write_run("0001.json", [bench()])
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- verdicts:begin -->\nold\n<!-- verdicts:end -->\noutro\n")
-    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 0
-    text = readme.read_text()
-    assert text.startswith("intro\n<!-- verdicts:begin -->\n| ID") and text.endswith("<!-- verdicts:end -->\noutro\n")
-    assert "\nold\n" not in text and "| TH4 " in text
+    write_run("0000.json", [], raw=json.dumps({"machine_info": {}, "benchmarks": [bench()], "datetime": "x"}))
+    status, _ = build_report(tmp_path)
+    assert status == 0
+    assert "older run without an environment key" in capsys.readouterr().err
 
 
-def test_readme_without_the_block_is_refused_before_anything_is_written(write_run, tmp_path, capsys):
+def test_files_are_written_with_the_umask_modes(write_run, tmp_path):
     write_run("0001.json", [bench()])
+    old = os.umask(0o022)
+    try:
+        _, out = build_report(tmp_path)
+    finally:
+        os.umask(old)
+    for path in (out / "REPORT.md", out / "verdicts.csv", out / "claims" / "TH4.md", out / "site" / "index.html"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+# --- stale runs -----------------------------------------------------------------------------------------
+def _git(repo: Path, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_run_is_stale_once_experiments_or_harness_change_after_its_commit(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "harness").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.email", "t@t")
+    _git(repo, "config", "user.name", "t")
+    (repo / "harness" / "a.py").write_text("x = 1\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "one")
+    first = _git(repo, "rev-parse", "HEAD")
+    (repo / "README").write_text("docs only\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "docs")
+    assert runs.changed_since(first, repo) == ""
+    (repo / "harness" / "a.py").write_text("x = 2\n")
+    _git(repo, "commit", "-qam", "harness")
+    assert "changed since its commit" in runs.changed_since(first, repo)
+    assert "not in this repository" in runs.changed_since("0" * 40, repo)
+
+
+def test_publishing_leaves_stale_runs_out_and_fails_only_when_none_remains(write_run, tmp_path, capsys):
+    write_run("0001.json", [bench()], commit="0" * 40)
     readme = tmp_path / "README.md"
-    readme.write_text("no markers here\n")
-    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 2
-    assert "verdicts:begin" in capsys.readouterr().err
-    assert readme.read_text() == "no markers here\n" and not (tmp_path / "out").exists()
+    readme.write_text(README)
+    status, _ = build_report(tmp_path, "--readme", str(readme))
+    assert status == 2 and "no current run remains" in capsys.readouterr().err
+    head = _git(pages.ROOT, "rev-parse", "HEAD")
+    write_run("0002.json", [bench(claim="PR4", name="test_p")], commit=head, when="2026-01-02T00:00:00")
+    status, out = build_report(tmp_path, "--readme", str(readme))
+    err = capsys.readouterr().err
+    assert "left out as stale" in err
+    if runs.changed_since(head, pages.ROOT):  # a dirty checkout under development: nothing current
+        assert status == 2
+    else:
+        assert status == 0
+        assert verdicts(out).set_index("id").loc["TH4", "verdict"] == catalogue.NOT_MEASURED

@@ -1,0 +1,125 @@
+"""From runs to every published file, in memory, then written in one go (see publish.py)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import catalogue
+from reporting import model, pages, plots, publish, runs, tables
+from reporting.schema import InputError
+
+README_BEGIN, README_END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
+PLOT_FILE = re.compile(r"^[A-Z]+[0-9]+-\d+-[a-z0-9-]+\.png$")
+LEGEND = ("Verdicts: holds, holds-with-caveat, refuted (decided by measured support checks); undecided (an "
+          "interval straddled its threshold); not measured here (skipped, reasons on the page); not-testable. "
+          "⚠ / (expected …): differs from the catalogue's expectation for that environment. "
+          "Bold: the verdict flips between environments.")
+
+
+@dataclass
+class Report:
+    views: list[model.ClaimView]
+    cols: list[runs.Column]
+    runs: list[runs.Run]
+    files: dict[Path, bytes | str] = field(default_factory=dict)
+    readme: tuple[Path, str] | None = None
+
+
+def select(all_runs: list[runs.Run], exclude_stale: bool) -> list[runs.Run]:
+    stale = [r for r in all_runs if r.stale]
+    if exclude_stale and stale:
+        for r in stale:
+            runs.warn(f"{r.path}: left out as stale: {r.stale}")
+        current = [r for r in all_runs if not r.stale]
+        if not current:
+            raise InputError(f"every run is stale ({len(stale)} left out); no current run remains to publish")
+        return current
+    for r in stale:
+        runs.warn(f"{r.path}: stale: {r.stale} (marked in the report)")
+    return all_runs
+
+
+def prepare(paths: list[Path], out: Path, readme: Path | None = None, exclude_stale: bool = False,
+            repo: Path | None = pages.ROOT, claims: dict | None = None) -> Report:
+    claims = claims if claims is not None else catalogue.load()
+    all_runs = runs.load_runs(paths, repo)
+    if not all_runs:
+        raise InputError(f"{', '.join(map(str, paths))}: no run in the current format (with an environment key)")
+    runs.check_catalogued(all_runs, claims, ", ".join(map(str, paths)))
+    chosen = select(all_runs, exclude_stale)
+    runs.check_catalogued(chosen, claims, ", ".join(map(str, paths)))
+    cols = runs.columns(chosen)
+    views = model.views(claims, cols)
+    report = Report(views, cols, chosen)
+    drawn, plot_notes = plots.draw_all(views)
+    render(report, out, drawn, plot_notes)
+    if readme is not None:
+        report.readme = (readme, readme_text(readme, views, cols, out))
+    return report
+
+
+def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
+    views, cols = report.views, report.cols
+    several = len(cols) > 1
+    site = out / "site"
+    md_env, html_env = pages.environment("md"), pages.environment("html")
+    envs = pages.env_rows(cols)
+    for e, col in zip(envs, cols):
+        e["heading"] = pages._heading(col, cols)
+    stale = [r for r in report.runs if r.stale]
+    stale_note = "; ".join(f"{r.path.name}: {r.stale}" for r in stale)
+    toc: dict[str, list] = {}
+    for v in views:
+        toc.setdefault(v.claim.section, []).append(v)
+    md_links = pages.Links("claims/", "md", "site/", pages.rel(pages.ROOT, out))
+    common = {"run_count": len(report.runs), "envs": envs, "stale_note": stale_note, "toc": list(toc.items()),
+              "legend": LEGEND, "views": views}
+    env_table = [[e["heading"], e["origin"], e["cpu"], e["cores"], e["kernel"], e["gil"], e["commits"], e["dates"],
+                  e["runs"] + (" (stale)" if e["stale"] else "")] for e in envs]
+    headers = ["ID", "claim", *[e["heading"] for e in envs], "experiment"]
+    rows, refs = pages.matrix_rows(views, md_links)
+    matrix = pages.md_table(headers, rows) + "\n\n" + "\n".join(refs)
+    files = report.files
+    files[out / "REPORT.md"] = md_env.get_template("index.md.j2").render(common, env_table=env_table, matrix=matrix)
+    files[site / "index.html"] = html_env.get_template("index.html.j2").render(
+        common, root=pages.rel(pages.ROOT, site))
+    for v in views:
+        ctx = pages.claim_context(v, drawn.get(v.id, []), plot_notes.get(v.id, []), several)
+        md_root = pages.rel(pages.ROOT, out / "claims")
+        ctx_md = dict(ctx, file_link=md_root + v.claim.file, plot_link=lambda d: f"../site/{d.file}",
+                      verdict_rows=[[c["label"], c["verdict"], c["expected"], c["run"] or "—", c["commit"] or "—",
+                                     c["date"] or "—"] for c in ctx["cells"]])
+        files[out / "claims" / f"{v.id}.md"] = md_env.get_template("claim.md.j2").render(ctx_md)
+        files[site / "claims" / f"{v.id}.html"] = html_env.get_template("claim.html.j2").render(
+            ctx, file_link=pages.rel(pages.ROOT, site / "claims") + v.claim.file)
+        for d in drawn.get(v.id, []):
+            files[site / d.file] = d.png
+    files[out / "verdicts.csv"] = tables.verdicts(views).to_csv(index=False)
+    files[out / "figures.csv"] = tables.figures(report.runs, cols, {v.id for v in views}).to_csv(index=False)
+    files[out / "comparison.csv"] = tables.comparison(views).to_csv(index=False)
+
+
+def readme_text(readme: Path, views, cols, out: Path) -> str:
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise InputError(f"{readme}: cannot read it as a text file") from None
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise InputError(f"{readme}: no {README_BEGIN} ... {README_END} block to fill")
+    base = readme.resolve().parent
+    links = pages.Links(pages.rel(out / "claims", base), "md", "", pages.rel(pages.ROOT, base))
+    try:
+        block = pages.readme_block(views, cols, links, pages.rel(out, base) + "REPORT.md")
+    except ValueError as exc:
+        raise InputError(f"{readme}: {exc}") from None
+    return text[: begin + len(README_BEGIN)] + "\n" + block.strip("\n") + "\n" + text[end:]
+
+
+def write(report: Report, out: Path) -> list[Path]:
+    owned = {out / "site" / "plots": PLOT_FILE, out / "claims": publish.PAGE, out / "site" / "claims": publish.PAGE}
+    removed = publish.write_all(report.files, owned)
+    if report.readme is not None:
+        publish.write_keeping_mode(*report.readme)
+    return removed

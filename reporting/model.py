@@ -1,0 +1,190 @@
+"""What each claim reads in each column: its verdict, the parts behind it, the deciding checks.
+
+The verdict of a claim in a column comes from harness.catalogue.combine over the newest run
+that selected it; a claim that no run of the column measured reads not measured here, with
+the reasons, and never vanishes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness import catalogue
+from harness import environment as envkey
+from reporting.numbers import fmt, fmt_range, sort_key
+from reporting.runs import Column, Run
+
+NOT_RUN = "no run of this environment selected the claim"
+OP_WORDS = {"<": "below", "<=": "at most", ">": "above", ">=": "at least", "==": "exactly", "!=": "not"}
+
+
+@dataclass
+class Part:
+    bench: dict
+
+    @property
+    def info(self) -> dict:
+        return self.bench["extra_info"]
+
+    @property
+    def name(self) -> str:
+        return self.bench["name"]
+
+    @property
+    def params(self) -> dict:
+        return self.bench.get("params") or {}
+
+    @property
+    def label(self) -> str:
+        return self.label_in(several_tests=True)
+
+    def label_in(self, several_tests: bool) -> str:
+        """Its params, and its test's name too where the claim has several tests."""
+        test = self.name.split("[")[0].removeprefix("test_")
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        if not several_tests:
+            return params or test
+        return f"{test} ({params})" if params else test
+
+
+@dataclass
+class Cell:
+    claim: catalogue.Claim
+    column: Column
+    run: Run | None
+    verdict: str
+    expected: str
+    parts: list[Part] = field(default_factory=list)
+    missing: list[dict] = field(default_factory=list)  # not-measured parts: {part, reason, ...}
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict in catalogue.DECIDED
+
+    @property
+    def surprising(self) -> bool:
+        """A decided verdict that differs from what the catalogue expects in this environment."""
+        return self.decided and self.verdict != self.expected
+
+    @property
+    def reasons(self) -> list[str]:
+        if self.run is None and self.verdict == catalogue.NOT_MEASURED:
+            return [NOT_RUN]
+        return list(dict.fromkeys(m["reason"] for m in self.missing))
+
+    def part_label(self, part: Part) -> str:
+        return part.label_in(len({p.name.split("[")[0] for p in self.parts}) > 1)
+
+    def checks(self) -> list[tuple[Part, dict]]:
+        return [(p, c) for p in self.parts for c in p.info["checks"]]
+
+
+@dataclass
+class ClaimView:
+    claim: catalogue.Claim
+    cells: list[Cell]
+
+    @property
+    def id(self) -> str:
+        return self.claim.id
+
+    @property
+    def flips(self) -> bool:
+        """Two environments reached different decided verdicts."""
+        return len({c.verdict for c in self.cells if c.decided}) > 1
+
+
+def cell(claim: catalogue.Claim, column: Column) -> Cell:
+    expected = claim.expected_for(envkey.traits(column.env))
+    if claim.expected == "not-testable":
+        return Cell(claim, column, None, "not-testable", expected)
+    run = column.newest_for(claim.id)
+    if run is None:
+        return Cell(claim, column, None, catalogue.NOT_MEASURED, expected)
+    parts = [Part(b) for b in run.benchmarks if (b.get("extra_info") or {}).get("claim") == claim.id]
+    parts.sort(key=lambda p: (p.name.split("[")[0], [sort_key(v) for v in p.params.values()]))
+    missing = [m for m in run.not_measured if m["claim"] == claim.id]
+    verdict = catalogue.combine([(p.info["verdict"], p.info["measured_support"]) for p in parts]
+                                + [(catalogue.NOT_MEASURED, False) for _ in missing])
+    return Cell(claim, column, run, verdict, expected, parts, missing)
+
+
+def views(claims: dict[str, catalogue.Claim], cols: list[Column]) -> list[ClaimView]:
+    return [ClaimView(c, [cell(c, col) for col in cols]) for c in claims.values()]
+
+
+def _rank(check: dict) -> int:
+    if check["role"] == "support" and check["passed"] is False:
+        return 0
+    if check["passed"] is None:
+        return 1
+    if check["role"] == "caveat" and check["passed"]:
+        return 2
+    return 3 if check["role"] == "support" else 4
+
+
+def deciding(cell_: Cell, limit: int | None = 3) -> list[tuple[Part, dict]]:
+    """The checks that decided the verdict, one per name: failed supports, undecided, caveats shown, supports."""
+    seen, shown = set(), []
+    for part, check in sorted(cell_.checks(), key=lambda pc: _rank(pc[1])):
+        key = (check["name"], check["role"])
+        if key not in seen:
+            seen.add(key)
+            shown.append((part, check))
+    return shown if limit is None else shown[:limit]
+
+
+def outcome(check: dict) -> str:
+    return {True: "passed", False: "failed", None: "undecided"}[check["passed"]]
+
+
+def interval_text(check_or_figure: dict) -> str:
+    interval = check_or_figure.get("interval")
+    if not interval:
+        return ""
+    n = check_or_figure.get("n")
+    return f"95% interval {fmt_range(interval[0], interval[1], check_or_figure.get('unit', ''))}" + \
+        (f", n={n}" if n else "")
+
+
+def in_words(check: dict) -> str:
+    """'thread_cores was 1.01 cores (95% interval 0.99–1.02 cores, n=7); needs at most 1.3 cores: passed'."""
+    unit = check.get("unit", "")
+    spread = interval_text(check)
+    text = f"{check['name']} was {fmt(check['value'], unit)}" + (f" ({spread})" if spread else "")
+    return f"{text}; needs {OP_WORDS[check['op']]} {fmt(check['threshold'], unit)}: {outcome(check)}"
+
+
+def figure_text(fig: dict) -> str:
+    """A figure with its spread and how it was measured: '4 µs (median of 7; 95% interval 3.8–4.3 µs)'."""
+    unit = fig.get("unit", "")
+    text = fmt(fig.get("value"), unit)
+    how = []
+    if fig.get("method"):
+        how.append(fig["method"])
+    elif fig.get("n", 1) > 1:
+        how.append(f"median of {fig['n']:,}")
+    if fig.get("interval"):
+        how.append(f"95% interval {fmt_range(fig['interval'][0], fig['interval'][1], unit)}")
+    elif "q1" in fig and fig.get("q1") != fig.get("q3"):
+        how.append(f"quartiles {fmt_range(fig['q1'], fig['q3'], unit)}")
+    return f"{text} ({'; '.join(how)})" if how else text
+
+
+def varying_conditions(cell_: Cell) -> dict[str, list]:
+    """Conditions and params that differ between the parts, each with its values sorted as numbers."""
+    values: dict[str, set] = {}
+    for p in cell_.parts:
+        for k, v in {**p.info["conditions"], **p.params}.items():
+            values.setdefault(k, set()).add(v if isinstance(v, (int, float, str, bool)) else str(v))
+    return {k: sorted(vs, key=sort_key) for k, vs in values.items() if len(vs) > 1}
+
+
+def shared_conditions(cell_: Cell) -> dict:
+    if not cell_.parts:
+        return {}
+    first = cell_.parts[0].info["conditions"]
+    return {k: v for k, v in first.items() if all(p.info["conditions"].get(k) == v for p in cell_.parts)}
+
+
+def notes(cell_: Cell) -> list[str]:
+    return list(dict.fromkeys(n for p in cell_.parts for n in p.info["notes"]))

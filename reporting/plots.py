@@ -1,0 +1,224 @@
+"""Plots of the claims' own figures, declared per claim, drawn once per report.
+
+A declaration names figures (exact names or fnmatch patterns), the param on the x axis and
+the param that splits series (hue). Each environment gets its own line or bar; whiskers come
+from a figure's interval, else its quartiles. Threshold lines come from the run's own checks
+of the same figure name, never from here. A declared figure that no run recorded leaves its
+plot out with a note: experiments are renamed, and the report must not crash on it.
+"""
+from __future__ import annotations
+
+import fnmatch
+import io
+import re
+from dataclasses import dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from reporting.model import ClaimView, Part  # noqa: E402
+from reporting.numbers import BYTE_UNITS, TIME_UNITS, fmt, plain, scaled, sort_key  # noqa: E402
+
+FD_SETSIZE = 1024  # glibc's select() limit; the IO7 plot marks it (a run's settings may override it)
+MIB, KIB = 1 << 20, 1 << 10
+
+
+@dataclass(frozen=True)
+class Plot:
+    title: str
+    y: tuple[str, ...]  # figure names or fnmatch patterns; several make a series each
+    x: str | None = None  # a param; numeric values draw lines, others bars; None: one bar per part
+    hue: str | None = None  # a param whose values get a series each
+    log: bool = False
+    refs: tuple[tuple[float, str], ...] = ()  # reference lines in the figures' own unit (the notes' claims)
+    vline: tuple[str, float, str] | None = None  # (settings key, default, label): a marked x value
+
+
+B = "B"
+PLOTS: dict[str, tuple[Plot, ...]] = {
+    "TH4": (Plot("Speedup over one worker", ("thread_speedup", "process_speedup"), x="workers"),
+            Plot("Cores kept busy", ("thread_cores", "process_cores"), x="workers"),
+            Plot("Cores kept busy by GIL-releasing work", ("thread_cores",), x="work")),
+    "PR4": (Plot("Speedup of processes", ("speedup",), x="workers", hue="start_method"),
+            Plot("Cores busy in workers", ("worker_cores", "room_cores"), x="workers", hue="start_method")),
+    "PR3": (Plot("Creation cost per unit", ("*_create",), log=True),
+            Plot("Switch cost", ("*_switch",), log=True)),
+    "TH3": (Plot("Creation cost per unit", ("*_create",), log=True),
+            Plot("Switch cost", ("*_switch",), log=True)),
+    "CO4": (Plot("Switch cost", ("*_switch",), log=True),),
+    "CO5": (Plot("Resident memory per unit", ("resident_per_unit", "thread_resident_per_unit",
+                                               "task_resident_per_unit"), x="n", hue="unit", log=True,
+                 refs=((8 * MIB, "8 MB thread stack (the notes)"), (12 * KIB, "12 KB per coroutine (the notes)"))),
+            Plot("Virtual memory per unit", ("vms_per_unit", "thread_vms_per_unit", "task_vms_per_unit"),
+                 x="n", hue="unit", log=True,
+                 refs=((8 * MIB, "8 MB thread stack (the notes)"), (12 * KIB, "12 KB per coroutine (the notes)")))),
+    "EX1": (Plot("Latencies against N", ("sequential_latencies", "threads_latencies", "gather_latencies"),
+                 x="n", hue="latency_ms", log=True),),
+    "CM1": (Plot("Round trip by channel", ("round_trip_latency",), log=True),),
+    "TH6": (Plot("Latency ratio, thread against process", ("latency_ratio_cpu_thread", "latency_ratio_cpu_process"),
+                 x="switch_interval_ms", log=True),),
+    "CO7": (Plot("Heartbeat gap", ("*_max_heartbeat_gap",), x="n"),),
+    "IO7": (Plot("Cost of one wait against N descriptors", ("wait_cost",), x="n_fds", hue="selector", log=True,
+                 vline=("FD_SETSIZE", FD_SETSIZE, "FD_SETSIZE")),),
+}
+
+
+@dataclass
+class Series:
+    label: str
+    points: list[tuple] = field(default_factory=list)  # (x, value, low, high)
+
+
+@dataclass
+class Drawn:
+    claim: str
+    plot: Plot
+    file: str  # plots/<ID>-<n>-<slug>.png
+    png: bytes
+    alt: str
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:50]
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _spread(fig: dict) -> tuple[float, float]:
+    if fig.get("interval"):
+        return tuple(fig["interval"])
+    if "q1" in fig:
+        return fig["q1"], fig["q3"]
+    return fig["value"], fig["value"]
+
+
+def collect(view: ClaimView, plot: Plot) -> tuple[dict[str, Series], list[dict], str, dict]:
+    """Series keyed by label, the checks on the plotted figures, their unit, one run's settings."""
+    series: dict[str, Series] = {}
+    checks, unit, settings = [], "", {}
+    several_envs = sum(1 for c in view.cells if c.parts) > 1
+    for cell in view.cells:
+        for part in cell.parts:
+            settings = settings or part.info["settings"]
+            for name, fig in part.info["figures"].items():
+                if not _matches(name, plot.y) or not _number(fig.get("value")):
+                    continue
+                if plot.x is not None and plot.x not in part.params:
+                    continue
+                unit = unit or fig.get("unit", "")
+                bits = [cell.column.label] if several_envs else []
+                if len(plot.y) > 1 or any(ch in "*?[" for p in plot.y for ch in p):
+                    bits.append(name)
+                if plot.hue and plot.hue in part.params:
+                    bits.append(f"{plot.hue}={part.params[plot.hue]}")
+                x = part.params[plot.x] if plot.x else _category(part, plot)
+                lo, hi = _spread(fig)
+                series.setdefault(" · ".join(bits) or name, Series(" · ".join(bits) or name)).points.append(
+                    (x, fig["value"], lo, hi))
+            checks += [c for c in part.info["checks"] if _matches(c["name"], plot.y) and _number(c["threshold"])]
+    return series, checks, unit, settings
+
+
+def _category(part: Part, plot: Plot) -> str:
+    params = {k: v for k, v in part.params.items() if k != plot.hue}
+    return ", ".join(str(v) for v in params.values()) or part.name.split("[")[0].removeprefix("test_")
+
+
+def _axis_scale(unit: str, values: list[float]) -> tuple[float, str]:
+    """Factor and unit label for an axis of time or bytes, from its median magnitude."""
+    if unit not in TIME_UNITS and unit not in BYTE_UNITS:
+        return 1.0, unit
+    mid = sorted(abs(v) for v in values)[len(values) // 2] or 1.0
+    shown, name = scaled(mid, unit)
+    return shown / mid, name
+
+
+def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
+    """The plot as PNG bytes, or None and the note saying why it was left out."""
+    series, checks, unit, settings = collect(view, plot)
+    if not series:
+        by = f" by {plot.x}" if plot.x else ""
+        return None, f"Plot “{plot.title}” left out: no run recorded {', '.join(plot.y)}{by}."
+    values = [v for s in series.values() for _, v, _, _ in s.points]
+    factor, axis_unit = _axis_scale(unit, values)
+    numeric_x = plot.x is not None and all(_number(x) for s in series.values() for x, *_ in s.points)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if numeric_x:
+        for s in series.values():
+            pts = sorted(s.points, key=lambda p: sort_key(p[0]))
+            xs = [p[0] for p in pts]
+            ys = [p[1] * factor for p in pts]
+            err = [[max(0.0, (p[1] - p[2]) * factor) for p in pts], [max(0.0, (p[3] - p[1]) * factor) for p in pts]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=s.label)
+        xs_all = [p[0] for s in series.values() for p in s.points]
+        if min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 50:
+            ax.set_xscale("log")
+        if len(set(xs_all)) <= 12:
+            ax.set_xticks(sorted(set(xs_all)))
+            ax.minorticks_off()
+        ax.set_xlabel(plot.x)
+    else:
+        cats = sorted({p[0] for s in series.values() for p in s.points}, key=sort_key)
+        width = 0.8 / len(series)
+        for i, s in enumerate(series.values()):
+            pos = {p[0]: p for p in s.points}
+            xs = [j + i * width for j, c in enumerate(cats) if c in pos]
+            ys = [pos[c][1] * factor for c in cats if c in pos]
+            err = [[max(0.0, (pos[c][1] - pos[c][2]) * factor) for c in cats if c in pos],
+                   [max(0.0, (pos[c][3] - pos[c][1]) * factor) for c in cats if c in pos]]
+            ax.bar(xs, ys, width=width, yerr=err, capsize=3, label=s.label)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cats))], [str(c) for c in cats],
+                      rotation=20 if len(cats) > 4 else 0, fontsize=8)
+        if plot.x:
+            ax.set_xlabel(plot.x)
+    for value, label in plot.refs:
+        ax.axhline(value * factor, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(label, (0.01, value * factor), xycoords=("axes fraction", "data"), fontsize=7, color="grey",
+                    va="bottom")
+    for op, threshold in sorted({(c["op"], c["threshold"]) for c in checks}, key=lambda t: t[1]):
+        ax.axhline(threshold * factor, color="red", linestyle="--", linewidth=1,
+                   label=f"threshold {op} {fmt(threshold, unit)}")
+    if plot.vline is not None:
+        key, default, label = plot.vline
+        at = settings.get(key, default) if _number(settings.get(key, default)) else default
+        shown = f"{at:,}" if isinstance(at, int) else plain(at)
+        ax.axvline(at, color="purple", linestyle="-.", linewidth=1, label=f"{label} = {shown}")
+    if plot.log and min(values) > 0:
+        ax.set_yscale("log")
+    ax.set_ylabel(f"{axis_unit}" if axis_unit not in ("", "x") else ("ratio" if axis_unit == "x" else "value"))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v) if v else "0"))
+    if ax.get_xscale() == "log":
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v)))
+    ax.set_title(f"{view.id}: {plot.title}", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    name = f"plots/{view.id}-{index}-{slugify(plot.title)}.png"
+    alt = f"{view.id}: {plot.title} ({', '.join(series)})"
+    return Drawn(view.id, plot, name, buf.getvalue(), alt), ""
+
+
+def draw_all(views: list[ClaimView]) -> tuple[dict[str, list[Drawn]], dict[str, list[str]]]:
+    drawn: dict[str, list[Drawn]] = {}
+    notes: dict[str, list[str]] = {}
+    for view in views:
+        if not any(c.parts for c in view.cells):
+            continue
+        for i, plot in enumerate(PLOTS.get(view.id, ()), start=1):
+            d, note = draw(view, plot, i)
+            if d is not None:
+                drawn.setdefault(view.id, []).append(d)
+            else:
+                notes.setdefault(view.id, []).append(note)
+    return drawn, notes
