@@ -8,20 +8,36 @@ that recorded reason (and the run records the skip against its claim).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from harness import environment
+
 # Written by the install step (Makefile's venv target, via tools/install_optional.py) next to the venv.
 OPTIONAL_STATUS = Path(sys.prefix) / "optional-status.json"
 
 
+@functools.cache
+def _reenables_gil(module: str) -> bool:
+    """True when importing `module` turns the GIL back on in this (free-threaded) interpreter."""
+    code = f"import sys, {module}; print(sys._is_gil_enabled())"
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=60)
+    return proc.stdout.strip() == "True"
+
+
 def missing(module: str) -> str | None:
-    """Why `module` cannot be imported here, or None when it can."""
+    """Why `module` cannot be used here, or None when it can."""
     if importlib.util.find_spec(module) is not None:
+        if environment.gil_state() == "off" and _reenables_gil(module):
+            return (f"importing {module!r} would turn the GIL back on in this free-threaded interpreter "
+                    "(it has not declared free-threading support), and every later experiment would then "
+                    "measure a GIL build")
         return None
     try:
         status = json.loads(OPTIONAL_STATUS.read_text()).get(module)
