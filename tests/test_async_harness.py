@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from harness import aio, timing
+from harness import aio, optional, timing
+from harness.subproc import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEP_S = 0.005
@@ -26,7 +25,7 @@ PYPERF_VALUES = 5
 MAX_OVERHEAD_RATIO = 3.0  # harness / pyperf on an empty await; a leaked run_until_complete gives ~100+
 
 
-@pytest.fixture(params=aio.LOOPS)
+@pytest.fixture(params=[pytest.param(k, marks=optional.needs(k) if k != "asyncio" else ()) for k in aio.LOOPS])
 def loop(request):
     event_loop = aio.new_loop(request.param)
     yield event_loop
@@ -56,26 +55,20 @@ async def empty():
     pass
 
 
-PYPERF_SCRIPT = textwrap.dedent("""
-    import pyperf
-    from harness.aio import new_loop
-    async def empty():
-        pass
-    runner = pyperf.Runner(processes=1, values={values}, warmups=1, loops={loops})
-    runner.bench_async_func("empty", empty, loop_factory=lambda: new_loop({kind!r}))
-""")
-
-
 def pyperf_empty_await(loop_kind: str, tmp_path) -> float:
-    script = tmp_path / "bench_empty.py"
-    script.write_text(PYPERF_SCRIPT.format(values=PYPERF_VALUES, loops=EMPTY_BATCH, kind=loop_kind))
     out = tmp_path / "pyperf.json"
-    proc = subprocess.run([sys.executable, str(script), "--quiet", "--inherit-environ=PYTHONPATH", "-o", str(out)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = subprocess_module_command(loop_kind, out)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=child_env(), cwd=ROOT)
     assert proc.returncode == 0, f"pyperf failed: {proc.stderr[-2000:]}"
     data = json.loads(out.read_text())
     values = [v for run in data["benchmarks"][0]["runs"] for v in run.get("values", [])]
     return sorted(values)[len(values) // 2]
+
+
+def subprocess_module_command(loop_kind: str, out) -> list[str]:
+    return [sys.executable, "-m", "harness.children.pyperf_empty_await", "--loop-kind", loop_kind,
+            "--values", str(PYPERF_VALUES), "--loops", str(EMPTY_BATCH), "--quiet", "--inherit-environ=PYTHONPATH",
+            "-o", str(out)]
 
 
 def test_harness_times_an_empty_await_like_pyperf(benchmark, loop, tmp_path, request):
