@@ -67,8 +67,7 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
     envs = pages.env_rows(cols)
     for e, col in zip(envs, cols):
         e["heading"] = pages._heading(col, cols)
-    stale = [r for r in report.runs if r.stale]
-    stale_note = "; ".join(f"{r.path.name}: {r.stale}" for r in stale)
+    stale_note = stale_summary(report.runs)
     toc: dict[str, list] = {}
     for v in views:
         toc.setdefault(v.claim.section, []).append(v)
@@ -98,6 +97,17 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
     files[out / "verdicts.csv"] = tables.verdicts(views).to_csv(index=False)
     files[out / "figures.csv"] = tables.figures(report.runs, cols, {v.id for v in views}).to_csv(index=False)
     files[out / "comparison.csv"] = tables.comparison(views).to_csv(index=False)
+
+
+def stale_summary(all_runs: list[runs.Run]) -> str:
+    """'3 of 15 runs: experiments/ or harness/ changed since their commit (0001_….json, …)'."""
+    stale = [r for r in all_runs if r.stale]
+    if not stale:
+        return ""
+    names = ", ".join(r.path.name.split("_")[0] + (f" ({r.origin})" if r.origin else "") for r in stale)
+    return (f"{len(stale)} of {len(all_runs)} runs were made before the last change to "
+            f"{' or '.join(f'{w}/' for w in runs.WATCHED)} (or at a commit unknown here): {names}. "
+            "`make publish` leaves them out.")
 
 
 def readme_text(readme: Path, views, cols, out: Path) -> str:

@@ -40,13 +40,22 @@ def md_cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").strip()
 
 
-def md_table(headers: list[str], rows: list[list], max_line: int = MAX_LINE) -> str:
-    """A GitHub table without padding; the longest cells are cut with … until each line fits."""
+class TooWide(ValueError):
+    pass
+
+
+def md_table(headers: list[str], rows: list[list], max_line: int = MAX_LINE, cut: bool = True) -> str:
+    """A GitHub table without padding; the longest cells are cut with … until each line fits.
+
+    With cut=False a line that does not fit raises TooWide instead (the caller has a shorter form).
+    """
     head = [md_cell(h) for h in headers]
     body = [[md_cell(c) for c in row] for row in rows]
     lines = []
     for row in [head, *body]:
         while len(line := "| " + " | ".join(row) + " |") > max_line:
+            if not cut:
+                raise TooWide(f"a table line of {len(line)} characters")
             cuttable = [j for j in range(len(row)) if "](" not in row[j]]  # never cut a link
             if not cuttable:
                 break
@@ -176,9 +185,12 @@ def matrix_rows(views: list[ClaimView], links: Links, short: bool = False,
                 text = f"[{text}][{v.id}-{i}]"
             cells.append(text)
         file_link = "—"
-        if v.claim.file:
+        if v.claim.file and linked:
             refs.append(f"[{v.id}-file]: {links.file(v.claim.file)}")
             file_link = f"[{Path(v.claim.file).name}][{v.id}-file]"
+        elif v.claim.file:  # the README: short link text, the address below the table
+            refs.append(f"[{v.id}-code]: {links.file(v.claim.file)}")
+            file_link = f"[code][{v.id}-code]"
         rows.append([f"[{v.id}]({links.claim(v.id)})", v.claim.title, *cells, file_link])
     return rows, refs
 
@@ -192,7 +204,11 @@ def readme_block(views: list[ClaimView], cols: list[Column], links: Links, repor
     for short in (False, True):
         headers = ["ID", "claim", *[_heading(c, cols) for c in cols], "experiment"]
         rows, refs = matrix_rows(views, links, short, linked=False)
-        ctx.update(table=md_table(headers, rows) + "\n\n" + "\n".join(refs), short=short)
+        try:
+            table = md_table(headers, rows, cut=short) + "\n\n" + "\n".join(refs)
+        except TooWide:
+            continue
+        ctx.update(table=table, short=short)
         text = env.get_template("readme.md.j2").render(ctx)
         if len(text.encode()) <= README_MAX:
             return text

@@ -56,10 +56,10 @@ PLOTS: dict[str, tuple[Plot, ...]] = {
                  refs=((8 * MIB, "8 MB thread stack (the notes)"), (12 * KIB, "12 KB per coroutine (the notes)")))),
     "EX1": (Plot("Latencies against N", ("sequential_latencies", "threads_latencies", "gather_latencies"),
                  x="n", hue="latency_ms", log=True),),
-    "CM1": (Plot("Round trip by channel", ("round_trip_latency",), log=True),),
+    "CM1": (Plot("Round trip by channel", ("round_trip_latency",), hue="payload", log=True),),
     "TH6": (Plot("Latency ratio, thread against process", ("latency_ratio_cpu_thread", "latency_ratio_cpu_process"),
                  x="switch_interval_ms", log=True),),
-    "CO7": (Plot("Heartbeat gap", ("*_max_heartbeat_gap",), x="n"),),
+    "CO7": (Plot("Longest heartbeat gap", ("*_max_heartbeat_gap",), x="n", hue="loop"),),
     "IO7": (Plot("Cost of one wait against N descriptors", ("wait_cost",), x="n_fds", hue="selector", log=True,
                  vline=("FD_SETSIZE", FD_SETSIZE, "FD_SETSIZE")),),
 }
@@ -119,10 +119,18 @@ def collect(view: ClaimView, plot: Plot) -> tuple[dict[str, Series], list[dict],
                     bits.append(name)
                 if plot.hue and plot.hue in part.params:
                     bits.append(f"{plot.hue}={part.params[plot.hue]}")
-                x = part.params[plot.x] if plot.x else _category(part, plot)
-                lo, hi = _spread(fig)
-                series.setdefault(" · ".join(bits) or name, Series(" · ".join(bits) or name)).points.append(
-                    (x, fig["value"], lo, hi))
+                several_figures = len(plot.y) > 1 or any(ch in "*?[" for p in plot.y for ch in p)
+                if plot.x:
+                    x = part.params[plot.x]
+                elif several_figures:  # bars per figure, one per environment: the figures are the categories
+                    x, bits = name, [b for b in bits if b != name]
+                else:
+                    x = _category(part, plot)
+                label = " · ".join(bits) or (cell.column.label if several_figures and not plot.x else name)
+                s = series.setdefault(label, Series(label))
+                if all(p[0] != x for p in s.points):  # a baseline measured beside several parts: its first
+                    lo, hi = _spread(fig)
+                    s.points.append((x, fig["value"], lo, hi))
             checks += [c for c in part.info["checks"] if _matches(c["name"], plot.y) and _number(c["threshold"])]
     return series, checks, unit, settings
 
@@ -141,6 +149,61 @@ def _axis_scale(unit: str, values: list[float]) -> tuple[float, str]:
     return shown / mid, name
 
 
+def _lines(ax, series: dict[str, Series], plot: Plot, factor: float) -> None:
+    for s in series.values():
+        pts = sorted(s.points, key=lambda p: sort_key(p[0]))
+        err = [[max(0.0, (p[1] - p[2]) * factor) for p in pts], [max(0.0, (p[3] - p[1]) * factor) for p in pts]]
+        ax.errorbar([p[0] for p in pts], [p[1] * factor for p in pts], yerr=err, marker="o", capsize=3,
+                    label=s.label)
+    xs = sorted({p[0] for s in series.values() for p in s.points})
+    if xs[0] > 0 and xs[-1] / xs[0] >= 50:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v)))
+    if len(xs) <= 12:
+        ax.set_xticks(xs)
+        ax.minorticks_off()
+    ax.set_xlabel(plot.x)
+
+
+def _bars(ax, series: dict[str, Series], plot: Plot, factor: float) -> bool:
+    """Grouped bars, one per series in each category; horizontal when the categories are many."""
+    cats = sorted({p[0] for s in series.values() for p in s.points}, key=sort_key)
+    width = 0.8 / len(series)
+    horizontal = len(cats) > 6
+    for i, s in enumerate(series.values()):
+        pos = {p[0]: p for p in s.points}
+        at = [j + i * width for j, c in enumerate(cats) if c in pos]
+        size = [pos[c][1] * factor for c in cats if c in pos]
+        err = [[max(0.0, (pos[c][1] - pos[c][2]) * factor) for c in cats if c in pos],
+               [max(0.0, (pos[c][3] - pos[c][1]) * factor) for c in cats if c in pos]]
+        if horizontal:
+            ax.barh(at, size, width, xerr=err, capsize=3, label=s.label)
+        else:
+            ax.bar(at, size, width, yerr=err, capsize=3, label=s.label)
+    ticks, names = [j + 0.4 - width / 2 for j in range(len(cats))], [str(c) for c in cats]
+    if horizontal:
+        ax.set_yticks(ticks, names, fontsize=8)
+        ax.invert_yaxis()
+    else:
+        ax.set_xticks(ticks, names, rotation=20 if len(cats) > 4 else 0, fontsize=8)
+    return horizontal
+
+
+def _marks(ax, plot: Plot, checks: list[dict], settings: dict, unit: str, factor: float, horizontal: bool) -> None:
+    """The notes' reference values, the run's own thresholds, and a marked x value (FD_SETSIZE)."""
+    line = ax.axvline if horizontal else ax.axhline
+    for value, label in plot.refs:
+        line(value * factor, color="grey", linestyle=":", linewidth=1, label=label)
+    for op, threshold in sorted({(c["op"], c["threshold"]) for c in checks}, key=lambda t: t[1]):
+        line(threshold * factor, color="red", linestyle="--", linewidth=1,
+             label=f"threshold {op} {fmt(threshold, unit)}")
+    if plot.vline is not None and not horizontal:
+        key, default, label = plot.vline
+        at = settings.get(key, default) if _number(settings.get(key, default)) else default
+        shown = f"{at:,}" if isinstance(at, int) else plain(at)
+        ax.axvline(at, color="purple", linestyle="-.", linewidth=1, label=f"{label} = {shown}")
+
+
 def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
     """The plot as PNG bytes, or None and the note saying why it was left out."""
     series, checks, unit, settings = collect(view, plot)
@@ -149,54 +212,21 @@ def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
         return None, f"Plot “{plot.title}” left out: no run recorded {', '.join(plot.y)}{by}."
     values = [v for s in series.values() for _, v, _, _ in s.points]
     factor, axis_unit = _axis_scale(unit, values)
-    numeric_x = plot.x is not None and all(_number(x) for s in series.values() for x, *_ in s.points)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if numeric_x:
-        for s in series.values():
-            pts = sorted(s.points, key=lambda p: sort_key(p[0]))
-            xs = [p[0] for p in pts]
-            ys = [p[1] * factor for p in pts]
-            err = [[max(0.0, (p[1] - p[2]) * factor) for p in pts], [max(0.0, (p[3] - p[1]) * factor) for p in pts]]
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=s.label)
-        xs_all = [p[0] for s in series.values() for p in s.points]
-        if min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 50:
-            ax.set_xscale("log")
-        if len(set(xs_all)) <= 12:
-            ax.set_xticks(sorted(set(xs_all)))
-            ax.minorticks_off()
-        ax.set_xlabel(plot.x)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    horizontal = False
+    if plot.x is not None and all(_number(x) for s in series.values() for x, *_ in s.points):
+        _lines(ax, series, plot, factor)
     else:
-        cats = sorted({p[0] for s in series.values() for p in s.points}, key=sort_key)
-        width = 0.8 / len(series)
-        for i, s in enumerate(series.values()):
-            pos = {p[0]: p for p in s.points}
-            xs = [j + i * width for j, c in enumerate(cats) if c in pos]
-            ys = [pos[c][1] * factor for c in cats if c in pos]
-            err = [[max(0.0, (pos[c][1] - pos[c][2]) * factor) for c in cats if c in pos],
-                   [max(0.0, (pos[c][3] - pos[c][1]) * factor) for c in cats if c in pos]]
-            ax.bar(xs, ys, width=width, yerr=err, capsize=3, label=s.label)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cats))], [str(c) for c in cats],
-                      rotation=20 if len(cats) > 4 else 0, fontsize=8)
+        horizontal = _bars(ax, series, plot, factor)
         if plot.x:
-            ax.set_xlabel(plot.x)
-    for value, label in plot.refs:
-        ax.axhline(value * factor, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(label, (0.01, value * factor), xycoords=("axes fraction", "data"), fontsize=7, color="grey",
-                    va="bottom")
-    for op, threshold in sorted({(c["op"], c["threshold"]) for c in checks}, key=lambda t: t[1]):
-        ax.axhline(threshold * factor, color="red", linestyle="--", linewidth=1,
-                   label=f"threshold {op} {fmt(threshold, unit)}")
-    if plot.vline is not None:
-        key, default, label = plot.vline
-        at = settings.get(key, default) if _number(settings.get(key, default)) else default
-        shown = f"{at:,}" if isinstance(at, int) else plain(at)
-        ax.axvline(at, color="purple", linestyle="-.", linewidth=1, label=f"{label} = {shown}")
+            (ax.set_ylabel if horizontal else ax.set_xlabel)(plot.x)
+    _marks(ax, plot, checks, settings, unit, factor, horizontal)
+    value_axis = ax.xaxis if horizontal else ax.yaxis
     if plot.log and min(values) > 0:
-        ax.set_yscale("log")
-    ax.set_ylabel(f"{axis_unit}" if axis_unit not in ("", "x") else ("ratio" if axis_unit == "x" else "value"))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v) if v else "0"))
-    if ax.get_xscale() == "log":
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v)))
+        (ax.set_xscale if horizontal else ax.set_yscale)("log")
+    name = axis_unit if axis_unit not in ("", "x") else ("ratio" if axis_unit == "x" else "value")
+    value_axis.set_label_text(name)
+    value_axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v) if v else "0"))
     ax.set_title(f"{view.id}: {plot.title}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7)
@@ -204,9 +234,9 @@ def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
-    name = f"plots/{view.id}-{index}-{slugify(plot.title)}.png"
+    file = f"plots/{view.id}-{index}-{slugify(plot.title)}.png"
     alt = f"{view.id}: {plot.title} ({', '.join(series)})"
-    return Drawn(view.id, plot, name, buf.getvalue(), alt), ""
+    return Drawn(view.id, plot, file, buf.getvalue(), alt), ""
 
 
 def draw_all(views: list[ClaimView]) -> tuple[dict[str, list[Drawn]], dict[str, list[str]]]:
