@@ -11,6 +11,7 @@ from reporting.schema import InputError
 
 README_BEGIN, README_END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
 PLOT_FILE = re.compile(r"^[A-Z]+[0-9]+-\d+-[a-z0-9-]+\.png$")
+OLD_PLOT = re.compile(r"^[A-Z]+[0-9]+-.*\.png$")  # plots/ of the report before the site existed
 LEGEND = ("Verdicts: holds, holds-with-caveat, refuted (decided by measured support checks); undecided (an "
           "interval straddled its threshold); not measured here (skipped, reasons on the page); not-testable. "
           "⚠ / (expected …): differs from the catalogue's expectation for that environment. "
@@ -107,7 +108,7 @@ def stale_summary(all_runs: list[runs.Run]) -> str:
     names = ", ".join(r.path.name.split("_")[0] + (f" ({r.origin})" if r.origin else "") for r in stale)
     return (f"{len(stale)} of {len(all_runs)} runs were made before the last change to "
             f"{' or '.join(f'{w}/' for w in runs.WATCHED)} (or at a commit unknown here): {names}. "
-            "`make publish` leaves them out.")
+            "make publish leaves them out.")
 
 
 def readme_text(readme: Path, views, cols, out: Path) -> str:
@@ -128,7 +129,8 @@ def readme_text(readme: Path, views, cols, out: Path) -> str:
 
 
 def write(report: Report, out: Path) -> list[Path]:
-    owned = {out / "site" / "plots": PLOT_FILE, out / "claims": publish.PAGE, out / "site" / "claims": publish.PAGE}
+    owned = {out / "site" / "plots": PLOT_FILE, out / "plots": OLD_PLOT, out / "claims": publish.PAGE,
+             out / "site" / "claims": publish.PAGE}
     removed = publish.write_all(report.files, owned)
     if report.readme is not None:
         publish.write_keeping_mode(*report.readme)

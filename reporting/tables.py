@@ -28,7 +28,8 @@ def verdicts(views: list[ClaimView]) -> pd.DataFrame:
                 "differs_from_expected": c.surprising, "flips_across_environments": v.flips,
                 "parts_measured": len(c.parts), "parts_not_measured": len(c.missing),
                 "not_measured_reasons": "; ".join(f"{m['part']}: {m['reason']}" for m in c.missing)
-                or ("; ".join(c.reasons) if c.verdict == catalogue.NOT_MEASURED else ""),
+                or ("; ".join(c.reasons) if c.verdict == catalogue.NOT_MEASURED else "")
+                or (v.claim.why_not_testable if c.verdict == "not-testable" else ""),
                 "run": c.run.path.name if c.run else "", "commit": c.run.commit if c.run else "",
                 "datetime": c.run.datetime if c.run else "", "stale": c.run.stale if c.run else "",
                 "file": v.claim.file, "control": v.claim.control,
