@@ -67,7 +67,7 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
     md_env, html_env = pages.environment("md"), pages.environment("html")
     envs = pages.env_rows(cols)
     for e, col in zip(envs, cols):
-        e["heading"] = pages._heading(col, cols)
+        e["heading"] = runs.heading(col, cols)
     stale_note = stale_summary(report.runs)
     toc: dict[str, list] = {}
     for v in views:
@@ -77,11 +77,10 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
               "legend": LEGEND, "views": views}
     env_table = [[e["heading"], e["origin"], e["cpu"], e["cores"], e["kernel"], e["gil"], e["commits"], e["dates"],
                   e["runs"] + (" (stale)" if e["stale"] else "")] for e in envs]
-    headers = ["ID", "claim", *[e["heading"] for e in envs], "experiment"]
-    rows, refs = pages.matrix_rows(views, md_links)
-    matrix = pages.md_table(headers, rows) + "\n\n" + "\n".join(refs)
+    matrix, short = pages.fit_matrix(views, cols, md_links, readme=False)
     files = report.files
-    files[out / "REPORT.md"] = md_env.get_template("index.md.j2").render(common, env_table=env_table, matrix=matrix)
+    files[out / "REPORT.md"] = md_env.get_template("index.md.j2").render(
+        common, env_table=env_table, matrix=matrix, short=short, root=md_links.root)
     files[site / "index.html"] = html_env.get_template("index.html.j2").render(
         common, root=pages.rel(pages.ROOT, site))
     for v in views:

@@ -6,6 +6,7 @@ Markdown tables go through ``md_table``, which keeps every line within MAX_LINE 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +28,13 @@ from reporting.model import (
 )
 from reporting.numbers import fmt, plural
 from reporting.plots import Drawn
-from reporting.runs import Column
+from reporting.runs import Column, heading
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
 MAX_LINE = 200  # no published Markdown table line is longer
 README_MAX = 8 * 1024
+LINK = re.compile(r"\]\(|\]\[")
 SHORT = {"holds-with-caveat": "caveat", catalogue.NOT_MEASURED: "n/m", "not-testable": "n/t"}
 
 
@@ -56,7 +58,7 @@ def md_table(headers: list[str], rows: list[list], max_line: int = MAX_LINE, cut
         while len(line := "| " + " | ".join(row) + " |") > max_line:
             if not cut:
                 raise TooWide(f"a table line of {len(line)} characters")
-            cuttable = [j for j in range(len(row)) if "](" not in row[j]]  # never cut a link
+            cuttable = [j for j in range(len(row)) if not LINK.search(row[j])]  # never cut a link
             if not cuttable:
                 break
             i = max(cuttable, key=lambda j: len(row[j]))
@@ -119,10 +121,12 @@ def env_rows(cols: list[Column]) -> list[dict]:
 
 
 def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], several: bool) -> dict:
+    cols = [c.column for c in view.cells]
+    names = {c.column.key: heading(c.column, cols) for c in view.cells}
     cells = []
     for c in view.cells:
         cells.append({
-            "cell": c, "anchor": c.column.anchor, "label": c.column.label, "verdict": verdict_text(c),
+            "cell": c, "anchor": c.column.anchor, "label": names[c.column.key], "verdict": verdict_text(c),
             "state": c.verdict, "expected": c.expected, "surprising": c.surprising,
             "run": c.run.path.name if c.run else "", "commit": (c.run.commit[:10] if c.run else ""),
             "date": (c.run.datetime[:16].replace("T", " ") if c.run else ""),
@@ -142,15 +146,16 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
             unit = ch.get("unit", "")
             row = [c.part_label(part), ch["role"], ch["name"], fmt(ch["value"], unit),
                    f"{ch['op']} {fmt(ch['threshold'], unit)}", interval_text(ch) or "—", outcome(ch)]
-            check_rows.append(([c.column.label] if several else []) + row)
+            check_rows.append(([names[c.column.key]] if several else []) + row)
             check_whys.append(ch.get("why", ""))
         for part in c.parts:
             for name, fig in part.info["figures"].items():
-                figure_rows.append(([c.column.label] if several else []) + [c.part_label(part), name, figure_text(fig)])
+                figure_rows.append(([names[c.column.key]] if several else []) +
+                                   [c.part_label(part), name, figure_text(fig)])
     whys = list(dict.fromkeys(w for w in check_whys if w))
     all_notes = list(dict.fromkeys(n for c in view.cells for n in notes(c)))
     rows = compare.across(view)
-    labels = {c.column.key: c.column.label for c in view.cells}
+    labels = names
     return {
         "claim": view.claim, "view": view, "cells": cells, "drawn": drawn, "plot_notes": plot_notes,
         "check_headers": check_headers, "check_rows": check_rows, "check_whys": check_whys, "whys": whys,
@@ -171,8 +176,12 @@ def environment(kind: str) -> jinja2.Environment:
 
 
 def matrix_rows(views: list[ClaimView], links: Links, short: bool = False,
-                linked: bool = True) -> tuple[list[list[str]], list[str]]:
-    """The verdict matrix's rows, and the reference-link definitions they use (they keep lines short)."""
+                readme: bool = False) -> tuple[list[list[str]], list[str]]:
+    """The verdict matrix's rows, and the reference-link definitions they use (they keep lines short).
+
+    In the report each cell links to that environment's evidence; in the README the ID links to
+    the page and a last column links to the experiment file.
+    """
     rows, refs = [], []
     for v in views:
         cells = []
@@ -180,41 +189,44 @@ def matrix_rows(views: list[ClaimView], links: Links, short: bool = False,
             text = verdict_text(c, short)
             if v.flips and c.decided:
                 text = f"**{text}**"
-            if linked:
+            if not readme:
                 refs.append(f"[{v.id}-{i}]: {links.claim(v.id, c.column.anchor)}")
                 text = f"[{text}][{v.id}-{i}]"
             cells.append(text)
-        file_link = "—"
-        if v.claim.file and linked:
-            refs.append(f"[{v.id}-file]: {links.file(v.claim.file)}")
-            file_link = f"[{Path(v.claim.file).name}][{v.id}-file]"
-        elif v.claim.file:  # the README: short link text, the address below the table
-            refs.append(f"[{v.id}-code]: {links.file(v.claim.file)}")
-            file_link = f"[code][{v.id}-code]"
-        rows.append([f"[{v.id}]({links.claim(v.id)})", v.claim.title, *cells, file_link])
+        row = [f"[{v.id}]({links.claim(v.id)})", v.claim.title, *cells]
+        if readme:
+            if v.claim.file:
+                refs.append(f"[{v.id}-code]: {links.file(v.claim.file)}")
+            row.append(f"[code][{v.id}-code]" if v.claim.file else "—")
+        rows.append(row)
     return rows, refs
+
+
+def fit_matrix(views: list[ClaimView], cols: list[Column], links: Links, readme: bool) -> tuple[str, bool]:
+    """The matrix with full verdict names if its lines fit, else with short ones; and which it used."""
+    headers = ["ID", "claim", *[heading(c, cols) for c in cols]] + (["experiment"] if readme else [])
+    for short in (False, True):
+        rows, refs = matrix_rows(views, links, short, readme)
+        try:
+            return md_table(headers, rows, cut=short) + "\n\n" + "\n".join(refs), short
+        except TooWide:
+            continue
+    raise AssertionError("unreachable: the short form cuts instead of raising")
 
 
 def readme_block(views: list[ClaimView], cols: list[Column], links: Links, report_link: str) -> str:
     """The README's matrix: ID | claim | one column per environment | experiment, at most 8 KB."""
     env = environment("md")
-    ctx = {"cols": cols, "envs": env_rows(cols), "report_link": report_link,
+    table, short = fit_matrix(views, cols, links, readme=True)
+    ctx = {"cols": cols, "envs": env_rows(cols), "report_link": report_link, "table": table, "short": short,
            "commits": ", ".join(dict.fromkeys(r.commit[:10] for c in cols for r in c.runs)),
            "dates": sorted({r.datetime[:10] for c in cols for r in c.runs})}
-    for short in (False, True):
-        headers = ["ID", "claim", *[_heading(c, cols) for c in cols], "experiment"]
-        rows, refs = matrix_rows(views, links, short, linked=False)
-        try:
-            table = md_table(headers, rows, cut=short) + "\n\n" + "\n".join(refs)
-        except TooWide:
-            continue
-        ctx.update(table=table, short=short)
+    text = env.get_template("readme.md.j2").render(ctx)
+    if len(text.encode()) > README_MAX and not short:
+        rows, refs = matrix_rows(views, links, True, readme=True)
+        headers = ["ID", "claim", *[heading(c, cols) for c in cols], "experiment"]
+        ctx.update(table=md_table(headers, rows) + "\n\n" + "\n".join(refs), short=True)
         text = env.get_template("readme.md.j2").render(ctx)
-        if len(text.encode()) <= README_MAX:
-            return text
-    raise ValueError(f"the README's verdict block would exceed {README_MAX:,} bytes with {len(cols)} environments")
-
-
-def _heading(col: Column, cols: list[Column]) -> str:
-    machines = {c.origin for c in cols}
-    return f"{col.label} ({col.origin})" if len(machines) > 1 and col.origin else col.label
+    if len(text.encode()) > README_MAX:
+        raise ValueError(f"the README's verdict block would exceed {README_MAX:,} bytes with {len(cols)} environments")
+    return text

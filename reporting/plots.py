@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from reporting.model import ClaimView, Part  # noqa: E402
 from reporting.numbers import BYTE_UNITS, TIME_UNITS, fmt, plain, scaled, sort_key  # noqa: E402
+from reporting.runs import heading  # noqa: E402
 
 FD_SETSIZE = 1024  # glibc's select() limit; the IO7 plot marks it (a run's settings may override it)
 MIB, KIB = 1 << 20, 1 << 10
@@ -105,6 +106,7 @@ def collect(view: ClaimView, plot: Plot) -> tuple[dict[str, Series], list[dict],
     series: dict[str, Series] = {}
     checks, unit, settings = [], "", {}
     several_envs = sum(1 for c in view.cells if c.parts) > 1
+    names = {c.column.key: heading(c.column, [c.column for c in view.cells]) for c in view.cells}
     for cell in view.cells:
         for part in cell.parts:
             settings = settings or part.info["settings"]
@@ -114,7 +116,7 @@ def collect(view: ClaimView, plot: Plot) -> tuple[dict[str, Series], list[dict],
                 if plot.x is not None and plot.x not in part.params:
                     continue
                 unit = unit or fig.get("unit", "")
-                bits = [cell.column.label] if several_envs else []
+                bits = [names[cell.column.key]] if several_envs else []
                 if len(plot.y) > 1 or any(ch in "*?[" for p in plot.y for ch in p):
                     bits.append(name)
                 if plot.hue and plot.hue in part.params:
@@ -126,7 +128,7 @@ def collect(view: ClaimView, plot: Plot) -> tuple[dict[str, Series], list[dict],
                     x, bits = name, [b for b in bits if b != name]
                 else:
                     x = _category(part, plot)
-                label = " · ".join(bits) or (cell.column.label if several_figures and not plot.x else name)
+                label = " · ".join(bits) or (names[cell.column.key] if several_figures and not plot.x else name)
                 s = series.setdefault(label, Series(label))
                 if all(p[0] != x for p in s.points):  # a baseline measured beside several parts: its first
                     lo, hi = _spread(fig)

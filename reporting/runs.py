@@ -95,6 +95,12 @@ class Column:
         return None
 
 
+def heading(col: Column, cols: list[Column]) -> str:
+    """A column's name among others: its environment, and its machine folder when there are several."""
+    machines = {c.origin for c in cols}
+    return f"{col.label} ({col.origin})" if len(machines) > 1 and col.origin else col.label
+
+
 def find_files(paths: list[Path]) -> list[tuple[Path, Path]]:
     """(file, the root it was found under) for every run file named or under a named folder."""
     files = []
