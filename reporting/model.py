@@ -69,6 +69,8 @@ class Cell:
     def reasons(self) -> list[str]:
         if self.run is None and self.verdict == catalogue.NOT_MEASURED:
             return [NOT_RUN]
+        if self.run is not None and not self.parts and not self.missing:
+            return [f"{self.run.path.name} selected the claim but recorded no evidence for it"]
         return list(dict.fromkeys(m["reason"] for m in self.missing))
 
     def part_label(self, part: Part) -> str:
