@@ -35,6 +35,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.probes import kill_group
+from harness.subproc import child_env, module_command
+
 START_TIMEOUT_S = 20.0  # a cold interpreter importing aiohttp takes ~0.5 s; the machine is shared
 STOP_TIMEOUT_S = 5.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,13 +190,10 @@ def running_server(kind: str, timeout: float = START_TIMEOUT_S):
     """Start the `kind` server in a child process, wait until it answers, yield a Server, stop it."""
     name = NAMES[kind]
     stderr = tempfile.TemporaryFile()
-    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    env.pop("PYTHONFAULTHANDLER", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.servers", kind],
+        module_command("harness.servers", kind),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-        cwd=ROOT, env=env, start_new_session=True,
+        cwd=ROOT, env=child_env(), start_new_session=True,
     )
     try:
         port = _await_start(proc, kind, name, timeout, stderr)
@@ -238,8 +238,7 @@ def _stop(proc) -> None:
             proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # anything it left in its session
+    kill_group(proc.pid)  # anything it left in its session
     proc.wait()
     for pipe in (proc.stdin, proc.stdout):
         with contextlib.suppress(OSError):
