@@ -9,6 +9,10 @@ SCALE ?= quick
 PYTEST_ARGS ?=
 RUNS ?= 8
 LOAD ?= 0
+# Measuring and compiling wait for each other through one lock file (flock), so that a benchmark
+# run never shares the 2 cores with a compiler or with another run.
+export BENCH_LOCK ?= /tmp/bench.lock
+LOCKED := $(if $(shell command -v flock),flock $(BENCH_LOCK))
 REQUIREMENTS := requirements.txt requirements-optional.txt requirements-dev.txt $(wildcard requirements-report.txt)
 
 .PHONY: venv test lint reproduce report publish free-threaded matrix stability clean
@@ -46,21 +50,22 @@ publish: venv
 	$(PY) report.py --readme README.md
 
 # A free-threaded CPython (PYTHON_FT=..., python3.13t/3.14t on PATH, or built with its GIL twin
-# into .interpreters/, which `make clean` keeps), then the matrix venvs of the built ones.
+# into .interpreters/, which `make clean` keeps), then the matrix venvs of the built ones. Each
+# compile step takes BENCH_LOCK (tools/free_threaded.py locks per step, so not around it here).
 free-threaded: venv
 	$(PY) tools/free_threaded.py
-	$(PY) -m nox --install-only $(if $(PYTHONS),,--tags free-threaded)
+	$(LOCKED) $(PY) -m nox --install-only $(if $(PYTHONS),,--tags free-threaded)
 
 # The quick suite once per interpreter (PYTHONS="python3.12 /path/python3.13t" or all found),
 # each into results/<environment>/, then one report over all of them.
 matrix: venv
-	$(PY) -m nox -- $(PYTEST_ARGS); status=$$?; \
+	$(LOCKED) $(PY) -m nox -- $(PYTEST_ARGS); status=$$?; \
 	$(PY) report.py && exit $$status
 
 # The quick suite RUNS times with LOAD busy processes beside it, into build/stability/; then
 # results/stability.md and results/stability.csv: each claim's verdict per run, flips, undecided.
 stability: venv
-	$(PY) tools/stability.py --runs $(RUNS) --load $(LOAD) -- $(PYTEST_ARGS)
+	$(LOCKED) $(PY) tools/stability.py --runs $(RUNS) --load $(LOAD) -- $(PYTEST_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -10,6 +10,7 @@ slug). Arguments after `--` go to pytest (`nox -- -k CO1`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -24,28 +25,14 @@ ROOT = Path(__file__).parent
 REQUIREMENTS = ("requirements.txt", "requirements-optional.txt")
 STORAGE = os.environ.get("MATRIX_STORAGE", "results")
 # What the suite imports in every environment; the optional ones are checked only when installed.
-IMPORTS = "pytest,pytest_benchmark,pytest_asyncio,pytest_timeout,psutil,aiohttp,requests,pyperf,scipy.stats"
+IMPORTS = ("pytest", "pytest_benchmark", "pytest_asyncio", "pytest_timeout", "psutil", "aiohttp", "requests", "pyperf",
+           "scipy.stats")
+OPTIONAL = ("uvloop", "msgpack", "liburing")
 
 nox.options.sessions = None  # every session
 nox.options.reuse_venv = "yes"
 nox.options.download_python = "never"  # only interpreters that are here
 nox.options.error_on_missing_interpreters = True
-
-VENV_CHECK = """
-import importlib, json, sys, warnings
-from pathlib import Path
-warnings.simplefilter("ignore")  # a GIL-re-enabling import warns; the state below says it plainly
-status_file = Path(sys.prefix) / "optional-status.json"
-failed = json.loads(status_file.read_text()) if status_file.exists() else {}
-for name in sys.argv[1].split(","):
-    importlib.import_module(name)
-optional = [m for m in ("uvloop", "msgpack", "liburing") if m not in failed and importlib.util.find_spec(m)]
-for name in optional:
-    importlib.import_module(name)
-gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-print(f"imports ok; optional: {', '.join(optional) or 'none'}"
-      + (f"; missing: {', '.join(sorted(failed))}" if failed else "") + f"; GIL enabled after imports: {gil}")
-"""
 
 
 def requirements_digest() -> str:
@@ -64,14 +51,30 @@ def install(session: nox.Session) -> None:
     stamp.write_text(requirements_digest())
 
 
+def check(session: nox.Session, interpreter) -> None:
+    """Probe the venv: every import the suite needs, the optional ones it has, the GIL after them."""
+    status = Path(session.virtualenv.location) / "optional-status.json"
+    failed = json.loads(status.read_text()) if status.exists() else {}
+    modules = IMPORTS + tuple(m for m in OPTIONAL if m not in failed)
+    out = session.run("python", str(ROOT / "tools" / "probe.py"), ",".join(modules), silent=True)
+    if out is None:  # --install-only
+        return
+    info = json.loads(out.strip().splitlines()[-1])
+    if info["missing"]:
+        session.error(f"{interpreter.id}: cannot import {', '.join(info['missing'])}")
+    gil = "off" if not info["gil_enabled"] else ("RE-ENABLED by an import" if info["free_threaded"] else "on")
+    session.log(f"{interpreter.id}: imports ok; optional missing: {', '.join(sorted(failed)) or 'none'}; GIL {gil}")
+
+
 def make_session(interpreter):
     def suite(session: nox.Session) -> None:
         install(session)
-        session.run("python", "-c", VENV_CHECK, IMPORTS, silent=False)
+        check(session, interpreter)
         start = time.monotonic()
-        session.run("python", "-m", "pytest", "experiments", f"--benchmark-storage={STORAGE}",
-                    "-p", "no:cacheprovider", *session.posargs)
-        session.log(f"{interpreter.id}: suite took {time.monotonic() - start:.0f} s")
+        ran = session.run("python", "-m", "pytest", "experiments", f"--benchmark-storage={STORAGE}",
+                          "-p", "no:cacheprovider", *session.posargs)
+        if ran is not None:  # None: skipped under --install-only
+            session.log(f"{interpreter.id}: suite took {time.monotonic() - start:.0f} s")
 
     suite.__doc__ = interpreter.describe
     # `make free-threaded` prepares the venvs of the interpreters it provides: tagged "free-threaded".

@@ -29,20 +29,7 @@ NEEDED_MODULES = ("venv", "ensurepip", "ssl", "ctypes", "zlib")
 # Origins of the interpreters that `make free-threaded` provides (its builds, or the one it was given).
 FREE_THREADED_ORIGINS = ("make free-threaded", "PYTHON_FT", "PATH")
 
-PROBE = """
-import importlib, json, sys, sysconfig
-missing = []
-for name in sys.argv[1].split(","):
-    try:
-        importlib.import_module(name)
-    except Exception as exc:
-        missing.append(f"{name} ({exc.__class__.__name__})")
-gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-print(json.dumps({"version": "%d.%d.%d" % sys.version_info[:3], "version_info": list(sys.version_info[:2]),
-                  "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")), "gil_enabled": gil,
-                  "executable": sys.executable, "implementation": sys.implementation.name,
-                  "missing": missing}))
-"""
+PROBE = Path(__file__).with_name("probe.py")  # a file, so that any interpreter can run it
 
 
 @dataclass(frozen=True)
@@ -62,9 +49,9 @@ class Interpreter:
 
 
 def probe(python: str, modules: tuple[str, ...] = NEEDED_MODULES) -> dict:
-    """What `python` is; raises ValueError saying why it cannot be used."""
+    """What `python` is (tools/probe.py); raises ValueError saying why it cannot be used."""
     try:
-        done = subprocess.run([python, "-c", PROBE, ",".join(modules)], capture_output=True, text=True,
+        done = subprocess.run([python, str(PROBE), ",".join(modules)], capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ValueError(f"does not run ({exc.__class__.__name__})") from None
@@ -95,8 +82,14 @@ def pyenv_pythons() -> list[tuple[str, str]]:
 
 
 def built_pythons() -> list[tuple[str, str]]:
-    return [(str(p), "make free-threaded") for p in sorted(BUILT.glob("cpython-*/bin/python3.*"))
-            if p.name.removeprefix("python").replace(".", "").rstrip("t").isdigit()]
+    """One executable per build: python3.13t in cpython-3.13.5t/ (which also holds python3.13, a hard link)."""
+    found = []
+    for prefix in sorted(BUILT.glob("cpython-*")):
+        series = ".".join(prefix.name.removeprefix("cpython-").rstrip("t").split(".")[:2])
+        python = prefix / "bin" / f"python{series}{'t' if prefix.name.endswith('t') else ''}"
+        if python.exists():
+            found.append((str(python), "make free-threaded"))
+    return found
 
 
 def candidates() -> list[tuple[str, str]]:
@@ -121,14 +114,15 @@ def session_id(info: dict, taken: set[str]) -> str:
 
 def discover(report=print) -> list[Interpreter]:
     """Every usable interpreter, each once; `report` hears about the ones left out."""
-    seen: dict[str, Interpreter] = {}
+    seen: dict[tuple[int, int], Interpreter] = {}
     for python, origin in candidates():
         try:
             info = probe(python)
         except ValueError as why:
             report(f"left out: {python} ({origin}) {why}")
             continue
-        real = os.path.realpath(info["executable"])
+        stat = os.stat(info["executable"])
+        real = (stat.st_dev, stat.st_ino)  # symlinks and hard links (python3.13 beside python3.13t) count once
         if real in seen:
             continue
         ident = session_id(info, {i.id for i in seen.values()})
