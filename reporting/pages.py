@@ -26,7 +26,7 @@ from reporting.model import (
     shared_conditions,
     varying_conditions,
 )
-from reporting.numbers import fmt, plural
+from reporting.numbers import OP_SIGNS, fmt, plural
 from reporting.plots import Drawn
 from reporting.runs import Column, heading
 
@@ -145,7 +145,7 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
         for part, ch in c.checks():
             unit = ch.get("unit", "")
             row = [c.part_label(part), ch["role"], ch["name"], fmt(ch["value"], unit),
-                   f"{ch['op']} {fmt(ch['threshold'], unit)}", interval_text(ch) or "—", outcome(ch)]
+                   f"{OP_SIGNS[ch['op']]} {fmt(ch['threshold'], unit)}", interval_text(ch) or "—", outcome(ch)]
             check_rows.append(([names[c.column.key]] if several else []) + row)
             check_whys.append(ch.get("why", ""))
         for part in c.parts:

@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from reporting.model import ClaimView, Part  # noqa: E402
-from reporting.numbers import BYTE_UNITS, TIME_UNITS, fmt, plain, scaled, sort_key  # noqa: E402
+from reporting.numbers import BYTE_UNITS, OP_SIGNS, TIME_UNITS, fmt, plain, scaled, sort_key  # noqa: E402
 from reporting.runs import heading  # noqa: E402
 
 FD_SETSIZE = 1024  # glibc's select() limit; the IO7 plot marks it (a run's settings may override it)
@@ -198,7 +198,7 @@ def _marks(ax, plot: Plot, checks: list[dict], settings: dict, unit: str, factor
         line(value * factor, color="grey", linestyle=":", linewidth=1, label=label)
     for op, threshold in sorted({(c["op"], c["threshold"]) for c in checks}, key=lambda t: t[1]):
         line(threshold * factor, color="red", linestyle="--", linewidth=1,
-             label=f"threshold {op} {fmt(threshold, unit)}")
+             label=f"threshold {OP_SIGNS[op]} {fmt(threshold, unit)}")
     if plot.vline is not None and not horizontal:
         key, default, label = plot.vline
         at = settings.get(key, default) if _number(settings.get(key, default)) else default
@@ -214,7 +214,7 @@ def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
         return None, f"Plot “{plot.title}” left out: no run recorded {', '.join(plot.y)}{by}."
     values = [v for s in series.values() for _, v, _, _ in s.points]
     factor, axis_unit = _axis_scale(unit, values)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
     horizontal = False
     if plot.x is not None and all(_number(x) for s in series.values() for x, *_ in s.points):
         _lines(ax, series, plot, factor)
@@ -231,7 +231,7 @@ def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
     value_axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v) if v else "0"))
     ax.set_title(f"{view.id}: {plot.title}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
