@@ -152,6 +152,10 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
             for name, fig in part.info["figures"].items():
                 figure_rows.append(([names[c.column.key]] if several else []) +
                                    [c.part_label(part), name, figure_text(fig)])
+        for m in c.missing:  # the figures that showed a part could not be measured here
+            for name, fig in ((m.get("evidence") or {}).get("figures") or {}).items():
+                figure_rows.append(([names[c.column.key]] if several else []) +
+                                   [f"{m['part']} (not measured)", name, figure_text(fig)])
     whys = list(dict.fromkeys(w for w in check_whys if w))
     all_notes = list(dict.fromkeys(n for c in view.cells for n in notes(c)))
     rows = compare.across(view)

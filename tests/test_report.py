@@ -64,6 +64,14 @@ def test_a_run_where_everything_skipped_is_reported_with_its_reasons(write_run, 
     assert "not measured here: test_a: another process keeps a CPU busy" in page
 
 
+def test_a_part_not_measured_shows_the_figures_that_said_so(write_run, tmp_path):
+    evidence = bench()["extra_info"] | {"verdict": catalogue.NOT_MEASURED, "checks": [],
+                                        "figures": {"free_cores": figure(0.4, "cores")}}
+    write_run("0001.json", [], not_measured=[skipped("TH4", "test_a", "no CPU free") | {"evidence": evidence}])
+    _, out = build_report(tmp_path)
+    assert "| test_a (not measured) | free_cores | 0.4 cores |" in (out / "claims" / "TH4.md").read_text()
+
+
 def test_caveat_only_parts_never_decide_a_claim(write_run, tmp_path):
     caveat_only = bench(name="test_b[hashlib]", verdict="holds-with-caveat", params={"work": "hashlib"},
                         checks=[check(op=">=", value=1.6, role="caveat")])
@@ -120,6 +128,8 @@ def test_pages_open_with_verdict_caveat_and_deciding_figures_in_words(write_run,
     assert claim.control in page
     html = (out / "site" / "claims" / "TH4.html").read_text()
     assert "<details><summary>Checks" in html and 'id="TH4"' in html
+    for page in (out / "site").rglob("*.html"):  # offline: nothing fetched from elsewhere
+        assert not re.search(r'(src|href)="(https?:)?//', page.read_text()), page
 
 
 def test_index_names_the_machine_and_has_contents_with_stable_anchors(write_run, tmp_path):
