@@ -1,0 +1,30 @@
+"""How the crash experiments' children crash, and how they name the way a process ended.
+
+Shared by harness.children.crash_supervisor, crash_pool and crash_threads (PR2, TH2), so
+that "segfault" means the same native crash in a process, a pool worker and a thread.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+KINDS = ("segfault", "abort", "exit_nonzero")
+EXIT_CODE = 3  # what exit_nonzero exits with
+
+
+def crash(kind: str) -> None:
+    """Crash the calling process (or thread) in the named way."""
+    if kind == "segfault":
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+    elif kind == "abort":
+        os.abort()
+    elif kind == "exit_nonzero":
+        sys.exit(EXIT_CODE)
+    raise ValueError(f"unknown crash {kind!r}; known: {', '.join(KINDS)}")
+
+
+def status(code: int | None) -> str:
+    """An exit code as the experiments spell it: 'SIGSEGV' for a signal, 'exit 3' otherwise."""
+    return signal.Signals(-code).name if code is not None and code < 0 else f"exit {code}"

@@ -1,0 +1,55 @@
+"""PR2's supervisor: per round, fork a heartbeat sibling and a victim that crashes; report what survived.
+
+Usage: python -m harness.children.crash_supervisor KIND ROUNDS CRASH_AFTER_S OBSERVE_S HEARTBEAT_S
+
+Each round the victim runs CRASH_AFTER_S, then crashes (harness.children.crash). Once the
+victim is reaped, the supervisor watches the sibling for OBSERVE_S and counts the beats it
+made in that window, in shared memory. Rounds run in one supervisor, so the fork of two
+small processes is what a round costs, not an interpreter start.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+
+from harness.children import emit
+from harness.children.crash import crash, status
+
+
+def sibling(beats, stop, beat_s: float) -> None:
+    while not stop.value:
+        beats.value += 1
+        time.sleep(beat_s)
+
+
+def victim(kind: str, crash_after_s: float) -> None:
+    time.sleep(crash_after_s)
+    crash(kind)
+
+
+def one_round(ctx, kind: str, crash_after_s: float, observe_s: float, beat_s: float) -> dict:
+    t0 = time.perf_counter()
+    beats, stop = ctx.RawValue("l", 0), ctx.RawValue("b", 0)
+    sib = ctx.Process(target=sibling, args=(beats, stop, beat_s))
+    vic = ctx.Process(target=victim, args=(kind, crash_after_s))
+    sib.start()
+    vic.start()
+    vic.join()
+    at_crash = beats.value
+    time.sleep(observe_s)
+    after = beats.value - at_crash
+    alive = sib.is_alive()
+    stop.value = 1
+    sib.join()
+    return {"victim": status(vic.exitcode), "sibling_alive": alive, "sibling_beats_after_crash": after,
+            "sibling_exit": status(sib.exitcode), "round_s": time.perf_counter() - t0}
+
+
+def main(kind: str, rounds: int, crash_after_s: float, observe_s: float, beat_s: float) -> None:
+    ctx = multiprocessing.get_context("fork")
+    emit([one_round(ctx, kind, crash_after_s, observe_s, beat_s) for _ in range(rounds)])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:6]))
