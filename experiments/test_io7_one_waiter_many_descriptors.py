@@ -1,0 +1,236 @@
+"""IO7: one waiter (select, poll or epoll) watches many descriptors at once (expected holds).
+
+- One thread with a ``selectors.DefaultSelector`` echoes on SERVE_CONNECTIONS socketpairs;
+  every message sent must come back.
+- One wait with one ready descriptor among N idle ones, for select.select, select.poll and
+  select.epoll called directly (the table's axes: selector x n_fds). Every round times a
+  batch of back-to-back zero-timeout waits on the N-descriptor set and on a BASELINE_N set,
+  both built before the clock, so each round gives one same-noise sample of
+  growth = cost(N) / cost(BASELINE_N). Every wait must report exactly the one ready
+  descriptor. For N >= GROWTH_N the growth decides, by the interval of its per-round median:
+  epoll keeps a ready list, so the claim predicts it stays flat (≈ 1), while select and poll
+  scan every descriptor on every call and grow with N.
+
+The per-descriptor cost (a figure, ns) is (cost(N) - cost(BASELINE_N)) / (N - BASELINE_N)
+within each round, from batched back-to-back waits: the batch keeps perf_counter's own
+overhead out of a microsecond-scale call, and the baseline's subtraction removes the call's
+fixed cost, so the figure is the scan alone, in the warm steady state a server's loop runs
+in. It depends on the process: pytest runs other threads (a faulthandler watchdog among
+them), and with a shared descriptor table the kernel takes and drops a reference on every
+descriptor it polls. So for poll it is measured twice, in pytest's process (threads recorded
+as a condition) and by the same code (harness.waiters) in a fresh single-threaded child; a
+single-threaded event loop pays the latter. It also depends on the kind of file (AF_UNIX
+socket ends here; pipes cost less) and on N (the sockets' kernel structures outgrow the
+caches, so the cost per descriptor rises with N).
+
+select's fd_set holds descriptors *numbered* below FD_SETSIZE: a descriptor numbered
+FD_SETSIZE or more makes select.select raise ValueError, whatever the count. That is
+recorded as a figure and a note (a fact of the C library), never as support; select is
+timed only at N whose descriptors all fit below it.
+
+Traps: the ready descriptor keeps one unread byte so it stays ready (level-triggered) for
+every wait; waits use timeout 0 so a wrong setup cannot hang. Both ends of a silent
+socketpair are idle descriptors, so N costs N/2 pairs; RLIMIT_NOFILE is raised within the
+hard limit and restored afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import resource
+import select
+import selectors
+import socket
+import threading
+
+import pytest
+
+from harness import stats
+from harness.scale import pick
+from harness.skips import needs_linux
+from harness.subproc import run_module
+from harness.timing import replay, sample_rounds
+from harness.waiters import KINDS, descriptor_set, paired_batches
+
+pytestmark = needs_linux  # epoll, /proc/self/task
+
+SERVE_CONNECTIONS = pick(quick=500, full=2000)
+SERVE_ROUNDS = pick(quick=5, full=10)
+MESSAGE = b"ping-0123456789"
+N_FDS = pick(quick=(10, 100, 300, 1024, 4000), full=(10, 100, 300, 1024, 4000, 10000))
+FD_SETSIZE = 1024  # glibc's fd_set size, the limit CPython's select.select enforces
+SELECT_HEADROOM = 128  # descriptors the process holds besides the sets: select is timed only where all fit
+BASELINE_N = 10
+BATCH_FD_VISITS = 4000  # waits per timed batch = this // (N + 1), at least MIN_BATCH_CALLS
+MIN_BATCH_CALLS = 8  # so that no batch is one cold call with perf_counter's overhead in it
+MIN_ROUNDS = 15
+MAX_ROUNDS = pick(quick=60, full=200)  # rounds are added while the growth's interval straddles its threshold
+GROWTH_N = 300  # from here on (30x the baseline's descriptors) a linear scan stands far above the call overhead
+# A ready list keeps the cost flat (growth ≈ 1); a scan of every descriptor grows with N, many times
+# over at N >= GROWTH_N. 2 sits between, for both directions.
+GROWTH_THRESHOLD = 2.0
+CHILD_TIMEOUT_S = 60  # the single-threaded per-descriptor measurement (poll, N >= GROWTH_N)
+
+CASES = [(kind, n) for kind in KINDS for n in N_FDS
+         if kind != "select" or n + BASELINE_N + SELECT_HEADROOM < FD_SETSIZE]
+
+
+@contextlib.contextmanager
+def fd_limit(needed: int, evidence):
+    """Raise RLIMIT_NOFILE's soft limit to `needed` (within the hard limit) and restore it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = hard if hard != resource.RLIM_INFINITY else needed
+    if needed > ceiling:
+        evidence.figure("rlimit_nofile_hard", hard, "fds")
+        evidence.not_measured(f"needs {needed} open descriptors; the hard RLIMIT_NOFILE here is {hard}")
+    if needed > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def select_refusal(evidence) -> None:
+    """Record that select.select refuses a descriptor numbered FD_SETSIZE or more (a fact, not support)."""
+    a, b = socket.socketpair()
+    with fd_limit(FD_SETSIZE + SELECT_HEADROOM, evidence), a, b:
+        high = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD, FD_SETSIZE)  # the lowest free number >= FD_SETSIZE
+        try:
+            select.select([high], [], [], 0)
+            evidence.figure("select_refuses_fd_numbered", "no")
+        except ValueError as exc:
+            evidence.figure("select_refuses_fd_numbered", high, "fd")
+            evidence.note(f"select.select on descriptor number {high} raised ValueError ({exc}): fd_set holds "
+                          f"numbers below FD_SETSIZE, so a set of {FD_SETSIZE} or more descriptors always fails")
+        finally:
+            os.close(high)
+
+
+def batch_calls(n_fds: int) -> int:
+    """Waits per timed batch, the same for the N set and the baseline set (equal overheads)."""
+    return max(MIN_BATCH_CALLS, BATCH_FD_VISITS // (n_fds + 1))
+
+
+def per_fd_cost_single_threaded(kind: str, n_fds: int) -> list[float]:
+    """ns per descriptor from the same batched waits in a fresh single-threaded child."""
+    outcome = run_module("harness.children.wait_cost", kind, n_fds, BASELINE_N, batch_calls(n_fds), MIN_ROUNDS,
+                         timeout=CHILD_TIMEOUT_S)
+    if outcome.returncode != 0:
+        raise RuntimeError(f"wait_cost child failed (exit {outcome.returncode}): {outcome.stderr[-2000:]}")
+    result = outcome.result()
+    if result["threads"] != 1:
+        raise RuntimeError(f"the wait_cost child ran {result['threads']} threads, not one")
+    return [(c - b) / (n_fds - BASELINE_N) * 1e9 for c, b in result["rounds"]]
+
+
+def wait_rounds(kind: str, n_fds: int, evidence) -> tuple[list[tuple], int]:
+    """Per round (cost(N), cost(baseline), ready counts); and the highest descriptor number."""
+    with fd_limit(n_fds + BASELINE_N + SELECT_HEADROOM * 2, evidence), contextlib.ExitStack() as stack:
+        base_fds = stack.enter_context(descriptor_set(BASELINE_N))
+        fds = stack.enter_context(descriptor_set(n_fds))
+        if kind == "select" and max(fds) >= FD_SETSIZE:
+            evidence.figure("highest_descriptor", max(fds), "fd")
+            evidence.not_measured(f"this process already holds descriptors up to {max(fds)}: over FD_SETSIZE")
+        one_round = paired_batches(kind, fds, base_fds, batch_calls(n_fds), stack)
+        if n_fds < GROWTH_N:  # growth is a figure here: nothing to decide, no rounds added
+            return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MIN_ROUNDS), max(fds)
+        op = "<=" if kind == "epoll" else ">="
+        done = lambda rs: stats.decided([c / b for c, b, *_ in rs], op, GROWTH_THRESHOLD)
+        return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done), max(fds)
+
+
+@pytest.mark.claim("IO7")
+@pytest.mark.parametrize(("selector", "n_fds"), CASES, ids=[f"{k}-{n}" for k, n in CASES])
+def test_one_wait_finds_the_ready_descriptor_among_n(benchmark, evidence, selector, n_fds):
+    evidence.condition(selector=selector, n_fds=n_fds, baseline_n=BASELINE_N,
+                       threads_in_process=len(os.listdir("/proc/self/task")))
+    rounds, highest = wait_rounds(selector, n_fds, evidence)
+    benchmark.group = "IO7 one wait, one ready fd among N"
+    replay(benchmark, [cost for cost, *_ in rounds])
+
+    evidence.figure("highest_descriptor", highest, "fd")
+    evidence.figure("wait_cost", unit="us (batched back-to-back waits)", samples=[c * 1e6 for c, *_ in rounds])
+    evidence.figure("baseline_wait_cost", unit="us (batched)", samples=[b * 1e6 for _, b, *_ in rounds])
+    if n_fds > BASELINE_N:
+        evidence.figure("per_fd_cost", unit="ns per descriptor (batched waits, N minus baseline in the same round)",
+                        samples=[(c - b) / (n_fds - BASELINE_N) * 1e9 for c, b, *_ in rounds])
+    if selector == "poll" and n_fds >= GROWTH_N:
+        evidence.figure("per_fd_cost_single_threaded", unit="ns per descriptor (same method, fresh "
+                        "single-threaded child: descriptor table not shared)",
+                        samples=per_fd_cost_single_threaded(selector, n_fds))
+    if selector == "select":
+        select_refusal(evidence)
+    evidence.support("ready_reported_per_wait", min(min(r, br) for *_, r, br in rounds), "==", 1, "fds",
+                     why="one waiter reports exactly the one ready descriptor among the idle ones (a scan that "
+                         "missed it would report 0)")
+    growth = [c / b for c, b, *_ in rounds]
+    if n_fds < GROWTH_N:
+        evidence.figure("growth_vs_baseline", unit="x", samples=growth)
+    elif selector == "epoll":
+        evidence.support("growth_vs_baseline", op="<=", threshold=GROWTH_THRESHOLD, unit="x", samples=growth,
+                         why=f"epoll keeps a ready list: cost at N={n_fds} vs N={BASELINE_N} stays flat")
+    else:
+        evidence.support("growth_vs_baseline", op=">=", threshold=GROWTH_THRESHOLD, unit="x", samples=growth,
+                         why=f"{selector} scans every descriptor on every call: cost grows with N")
+    evidence.settle(benchmark)
+
+
+def _echo_server(server_ends, stop, handled):
+    """Echo every message on server_ends from this one thread until `stop` is readable."""
+    with selectors.DefaultSelector() as sel:
+        for s in server_ends:
+            sel.register(s, selectors.EVENT_READ)
+        sel.register(stop, selectors.EVENT_READ)
+        handled["selector"] = type(sel).__name__
+        while True:
+            for key, _ in sel.select():
+                if key.fileobj is stop:
+                    return
+                data = key.fileobj.recv(4096)
+                if data:
+                    key.fileobj.sendall(data)
+                    handled["threads"].add(threading.get_ident())
+
+
+@pytest.mark.claim("IO7")
+def test_one_thread_with_a_selector_serves_n_connections(benchmark, evidence):
+    answered = {"sent": 0, "answered": 0}
+    handled = {"selector": "", "threads": set()}
+    with fd_limit(2 * SERVE_CONNECTIONS + 256, evidence), contextlib.ExitStack() as stack:
+        pairs = []
+        stack.callback(lambda: [s.close() for pair in pairs for s in pair])
+        pairs.extend(socket.socketpair() for _ in range(SERVE_CONNECTIONS))
+        stop_tx, stop_rx = socket.socketpair()
+        pairs.append((stop_tx, stop_rx))
+        clients = [a for a, _ in pairs[:-1]]
+        for c in clients:
+            c.settimeout(10)
+        server = threading.Thread(target=_echo_server, args=([b for _, b in pairs[:-1]], stop_rx, handled),
+                                  name="io7-echo-server")
+        server.start()
+        stack.callback(server.join)
+        stack.callback(stop_tx.send, b"stop")
+
+        def one_round():
+            for c in clients:
+                c.sendall(MESSAGE)
+                answered["sent"] += 1
+            for c in clients:
+                got = b""
+                while len(got) < len(MESSAGE):
+                    got += c.recv(len(MESSAGE) - len(got))
+                answered["answered"] += got == MESSAGE
+
+        benchmark.group = "IO7 one selector thread serves N connections"
+        benchmark.pedantic(one_round, rounds=SERVE_ROUNDS, warmup_rounds=1)
+
+    evidence.figure("server_selector", handled["selector"])
+    evidence.condition(connections=SERVE_CONNECTIONS)
+    evidence.figure("messages_per_round", SERVE_CONNECTIONS, unit="messages")
+    evidence.figure("round_time", unit="ms", samples=[t * 1e3 for t in benchmark.stats.stats.data])
+    evidence.figure("server_threads", len(handled["threads"]), "threads")  # one by construction
+    evidence.support("answered_fraction", answered["answered"] / answered["sent"], "==", 1.0,
+                     why=f"{answered['sent']} messages over {SERVE_CONNECTIONS} connections, all echoed")
+    evidence.settle(benchmark)
