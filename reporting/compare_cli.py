@@ -14,7 +14,7 @@ from reporting import model, pages, runs
 from reporting.schema import InputError
 
 
-def _column(spec: str, cols: list[runs.Column], all_runs: list[runs.Run]) -> runs.Column:
+def _column(spec: str, cols: list[runs.Column]) -> runs.Column:
     path = Path(spec)
     if path.is_file():
         run = runs.load_run(path, path.parent, False)
@@ -36,7 +36,7 @@ def compare(paths: list[Path], a: str, b: str) -> str:
     dirs = [p for p in paths if p.is_dir()]
     all_runs = runs.load_runs(dirs, pages.ROOT) if dirs and not (Path(a).is_file() and Path(b).is_file()) else []
     cols = runs.columns(all_runs)
-    ca, cb = _column(a, cols, all_runs), _column(b, cols, all_runs)
+    ca, cb = _column(a, cols), _column(b, cols)
     views = [model.ClaimView(c, [model.cell(c, ca), model.cell(c, cb)]) for c in claims.values()]
     flips = [v for v in views if v.cells[0].verdict != v.cells[1].verdict]
     out = [f"# {ca.label} (A) against {cb.label} (B)", "", f"A: {ca.key}; B: {cb.key}.", "",

@@ -6,6 +6,7 @@ is missing the test skips and says which.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import report
-from tests.conftest import bench, check, figure
+from harness import environment
+from tests.conftest import ENV, FREE_THREADED, bench, check, figure, run_json
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -51,9 +53,6 @@ def browser(tmp_path_factory):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A report of two environments with plots, built from synthetic runs."""
-    from harness import environment
-    from tests.conftest import ENV, FREE_THREADED, run_json
-
     base = tmp_path_factory.mktemp("site")
     for e, cores in ((ENV, 1.0), (FREE_THREADED, 1.9)):
         parts = [bench(name=f"test_w[{k}]", params={"workers": k}, checks=[check(value=cores, interval=[0.9, 2], n=7)],
@@ -61,7 +60,6 @@ def site(tmp_path_factory):
                                 "process_cores": figure(k * 0.9, "cores")}) for k in (2, 4)]
         path = base / "runs" / environment.slug(e) / "m" / "0001.json"
         path.parent.mkdir(parents=True)
-        import json
         path.write_text(json.dumps(run_json(parts, e)))
     assert report.main([str(base / "runs"), "--out", str(base / "out")]) == 0
     return base / "out" / "site"
