@@ -47,7 +47,7 @@ def test_a_flip_is_a_change_between_two_decided_verdicts(verdicts, expected):
 
 
 def write_run(out, name, data, load=0):
-    slug_dir = out / name / "CPython-3.11.7-x86_64-2cpu-abcdef"
+    slug_dir = out / name / "CPython-3.11.7-x86_64-2cpu-abcdef" / "Linux-CPython-3.11-64bit"
     slug_dir.mkdir(parents=True)
     (slug_dir / "0001_run.json").write_text(json.dumps(data))
     (out / name / "run.json").write_text(json.dumps({"load": load, "exit_code": 0, "seconds": 1, "started": "t"}))

@@ -56,7 +56,8 @@ def read_run(run_dir: Path) -> dict:
     meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     states: dict[str, str] = {}
     env = None
-    for path in sorted(run_dir.glob("*/*.json")):
+    # pytest-benchmark nests them: <run>/<environment slug>/<machine id>/0001_*.json
+    for path in sorted(p for p in run_dir.rglob("*.json") if p.parent != run_dir):
         data = json.loads(path.read_text())
         states.update(run_states(data))
         env = data.get("environment") or env
