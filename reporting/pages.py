@@ -222,7 +222,13 @@ def readme_block(views: list[ClaimView], cols: list[Column], links: Links, repor
     """The README's matrix: ID | claim | one column per environment | experiment, at most 8 KB."""
     env = environment("md")
     table, short = fit_matrix(views, cols, links, readme=True)
-    ctx = {"cols": cols, "envs": env_rows(cols), "report_link": report_link, "table": table, "short": short,
+    machines: dict[str, list[str]] = {}
+    for e in env_rows(cols):
+        where = f"{e['cpu']}, {e['cores']}, {e['kernel']}"
+        where += f" ({e['origin']})" if e["origin"] != "this machine" else ""
+        machines.setdefault(where, []).append(e["label"])
+    ctx = {"cols": cols, "machines": list(machines.items()), "report_link": report_link, "table": table,
+           "short": short,
            "commits": ", ".join(dict.fromkeys(r.commit[:10] for c in cols for r in c.runs)),
            "dates": sorted({r.datetime[:10] for c in cols for r in c.runs})}
     text = env.get_template("readme.md.j2").render(ctx)
