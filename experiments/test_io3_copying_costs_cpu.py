@@ -10,7 +10,9 @@ accounted. Two figures per round decide, each by the interval of its per-round m
 - CPU growth = CPU of the largest read / CPU of the smallest, in the same round. A CPU-free
   copy predicts no growth (≈ 1); a copy done by the CPU grows with the bytes, in the
   ratio of the sizes.
-The least-squares slope (CPU s per GB) and r² over the sizes are figures.
+The least-squares slope (CPU s per GB) and r² over the sizes are figures. The control, in
+every round: a fresh thread that only sleeps, accounted the same way, shows what the CPU
+share reads when the thread waits without the CPU (≈ 0).
 
 Why CPU share and not CPU / wall: on a shared machine the wall includes time spent waiting
 for a CPU, so CPU/wall falls far below 1 under load although copying is not free.
@@ -18,6 +20,8 @@ Traps: only a device's DMA leg is CPU-free, and there is no real device on this 
 it; the tick-sampled system share is pooled over rounds and is a figure.
 """
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -39,6 +43,7 @@ MAX_ROUNDS = pick(quick=12, full=20)  # rounds are added while an interval strad
 NO_COPY_CPU_MAX_SHARE = 0.5
 # The claim: CPU does not follow the bytes (growth ≈ 1); a CPU copy grows with them (sizes span 4x or more).
 NO_COPY_CPU_MAX_GROWTH = 2.0
+CONTROL_SLEEP_S = 0.005  # the control: a thread that only sleeps, accounted the same way
 GB = 1e9
 
 
@@ -57,8 +62,12 @@ def copy_rounds(path: str) -> list[dict[int, ThreadUsage]]:
         return stats.decided([r[large].cpu_share for r in rounds], "<=", NO_COPY_CPU_MAX_SHARE) and \
             stats.decided([r[large].cpu / r[small].cpu for r in rounds], "<=", NO_COPY_CPU_MAX_GROWTH)
 
-    return sample_rounds(lambda: {size: in_fresh_thread(read_pages, path, size, buf) for size in COPY_SIZES},
-                         min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done)
+    def one_round():
+        usages = {size: in_fresh_thread(read_pages, path, size, buf) for size in COPY_SIZES}
+        usages["sleep"] = in_fresh_thread(time.sleep, CONTROL_SLEEP_S)  # what a CPU-free wait reads
+        return usages
+
+    return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done)
 
 
 def record_fit(evidence, rounds) -> None:
@@ -84,7 +93,8 @@ def test_copying_a_cached_file_costs_cpu_in_proportion_to_bytes(benchmark, evide
     biggest = [r[large] for r in rounds]
     evidence.figure("copy_cores", unit="cpu s/wall s", samples=[u.cpu / u.wall for u in biggest])
     evidence.figure("copy_runqueue_share", unit="", samples=[u.runq / u.wall for u in biggest])
-    evidence.figure("system_share", system_share([u for r in rounds for u in r.values()]))
+    evidence.figure("system_share", system_share([r[size] for r in rounds for size in COPY_SIZES]))
+    evidence.figure("sleeping_thread_cpu_share", unit="(control)", samples=[r["sleep"].cpu_share for r in rounds])
     evidence.support(
         "copy_cpu_share", op="<=", threshold=NO_COPY_CPU_MAX_SHARE, unit="", samples=[u.cpu_share for u in biggest],
         why="a CPU-free copy would leave the reading thread asleep (as during a DMA) for most of the read",

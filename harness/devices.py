@@ -79,6 +79,22 @@ class SlowDevice:
         if got != nbytes:
             raise EOFError(f"device delivered {got} of {nbytes} bytes")
 
+    def poll_into(self, buf: bytearray, nbytes: int) -> None:
+        """Like read_into, but by polling: non-blocking reads in a loop until nbytes have come (a control)."""
+        view, got = memoryview(buf), 0
+        os.set_blocking(self.fd, False)
+        try:
+            while got < nbytes:
+                try:
+                    n = os.readv(self.fd, [view[got:nbytes]])
+                except BlockingIOError:
+                    continue
+                if n == 0:
+                    raise EOFError(f"device delivered {got} of {nbytes} bytes")
+                got += n
+        finally:
+            os.set_blocking(self.fd, True)
+
     def queued(self) -> int:
         """Bytes the device has written that wait in the kernel, unread (FIONREAD)."""
         return bytes_queued(self.fd)
