@@ -31,6 +31,11 @@ def _column(spec: str, cols: list[runs.Column]) -> runs.Column:
     return found[0]
 
 
+def _verdicts(views: list[model.ClaimView]) -> str:
+    return pages.md_table(["ID", "claim", "A", "B"], [
+        [v.id, v.claim.title, catalogue.label(v.cells[0].verdict), catalogue.label(v.cells[1].verdict)] for v in views])
+
+
 def compare(paths: list[Path], a: str, b: str) -> str:
     claims = catalogue.load()
     dirs = [p for p in paths if p.is_dir()]
@@ -38,15 +43,15 @@ def compare(paths: list[Path], a: str, b: str) -> str:
     cols = runs.columns(all_runs)
     ca, cb = _column(a, cols), _column(b, cols)
     views = [model.ClaimView(c, [model.cell(c, ca), model.cell(c, cb)]) for c in claims.values()]
-    flips = [v for v in views if v.cells[0].verdict != v.cells[1].verdict]
+    differ = [v for v in views if v.cells[0].verdict != v.cells[1].verdict]
+    flips = [v for v in differ if v.flips]  # decided in both, differently
     out = [f"# {ca.label} (A) against {cb.label} (B)", "", f"A: {ca.key}; B: {cb.key}.", "",
-           f"## Verdicts that differ ({len(flips)})", ""]
-    if flips:
-        out.append(pages.md_table(["ID", "claim", "A", "B"], [
-            [v.id, v.claim.title, catalogue.label(v.cells[0].verdict), catalogue.label(v.cells[1].verdict)]
-            for v in flips]))
-    else:
-        out.append("None: every claim reads the same in both.")
+           f"## Verdict flips ({len(flips)})", ""]
+    out.append(_verdicts(flips) if flips else "None: no claim decided in both reads differently.")
+    others = [v for v in differ if not v.flips]
+    if others:
+        out += ["", f"## Other differences ({len(others)}: undecided or not measured on one side)", "",
+                _verdicts(others)]
     rows = [r for v in views for r in cmp.pair(v.id, v.cells[0], v.cells[1], cmp.deciding_names(v.cells))]
     out += ["", "## Deciding figures (B / A: ratio of medians; Mann-Whitney on the saved samples)", ""]
     labels = {ca.key: "A", cb.key: "B"}

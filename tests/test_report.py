@@ -262,7 +262,7 @@ def test_compare_lists_verdict_flips_first(write_run, tmp_path, capsys):
     status = report.main([str(tmp_path / "runs"), "--compare", environment.slug(ENV), str(b)])
     printed = capsys.readouterr().out
     assert status == 0
-    assert printed.index("Verdicts that differ (1)") < printed.index("Deciding figures")
+    assert printed.index("Verdict flips (1)") < printed.index("Deciding figures")
     assert "| TH4 |" in printed
 
 
