@@ -15,6 +15,7 @@ TIME_STEPS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
 BYTE_UNITS = {"B": 1, "bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 BYTE_STEPS = (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1))
 _WORD = re.compile(r"^[a-z][a-z-]+s$")
+_METHOD = re.compile(r"^(\S+) \((.+)\)$")
 
 
 def plain(value: float, significant: int = SIGNIFICANT) -> str:
@@ -40,8 +41,23 @@ def unit_word(unit: str, value) -> str:
     return unit
 
 
+def split_unit(unit: str) -> tuple[str, str]:
+    """'us (batched back-to-back waits)' -> ('us', 'batched back-to-back waits'): a unit with its method."""
+    match = _METHOD.match(unit or "")
+    return (match.group(1), match.group(2)) if match else (unit, "")
+
+
+def tick(value: float) -> str:
+    """An axis tick: whole numbers exactly (1,024, not 1,020), others to three digits."""
+    return f"{int(value):,}" if float(value).is_integer() else plain(value)
+
+
 def scaled(value: float, unit: str) -> tuple[float, str]:
     """A time or byte figure in the largest unit it fills: (2.5e-6, 's') -> (2.5, 'µs')."""
+    unit, method = split_unit(unit)
+    if method:
+        number, shown = scaled(value, unit)
+        return number, f"{shown} ({method})"
     if unit in TIME_UNITS:
         seconds = value * TIME_UNITS[unit]
         for name, size in TIME_STEPS:
@@ -61,12 +77,15 @@ def fmt(value, unit: str = "") -> str:
         return "yes" if value else "no"
     if not isinstance(value, (int, float)):
         return f"{value} {unit}".strip() if value is not None else "—"
+    base, method = split_unit(unit)
+    if method:
+        return f"{fmt(value, base)} ({method})"
     number, unit = scaled(float(value), unit)
     if isinstance(value, int) and unit not in TIME_UNITS and unit not in BYTE_UNITS:
         text = f"{value:,}"
     else:
         text = plain(number)
-    word = unit_word(unit, value if unit not in TIME_UNITS and unit not in BYTE_UNITS else None)
+    word = unit_word(unit, 1 if text == "1" else None)  # "1 core", also for 0.9999 shown as 1
     if word in ("x", "×"):
         return f"{text}×"
     return f"{text} {word}" if word else text
@@ -76,6 +95,9 @@ def fmt_range(low, high, unit: str = "") -> str:
     """Two ends of an interval in one unit: '1.2–1.5 ms'."""
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
         return f"{fmt(low, unit)}–{fmt(high, unit)}"
+    base, method = split_unit(unit)
+    if method:
+        return f"{fmt_range(low, high, base)} ({method})"
     ref = max(abs(float(low)), abs(float(high)))
     _, shown = scaled(ref, unit)
     factor = scaled(ref, unit)[0] / ref if ref else 1.0

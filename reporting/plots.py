@@ -19,7 +19,17 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from reporting.model import ClaimView, Part  # noqa: E402
-from reporting.numbers import BYTE_UNITS, OP_SIGNS, TIME_UNITS, fmt, plain, scaled, sort_key  # noqa: E402
+from reporting.numbers import (  # noqa: E402
+    BYTE_UNITS,
+    OP_SIGNS,
+    TIME_UNITS,
+    fmt,
+    plain,
+    scaled,
+    sort_key,
+    split_unit,
+    tick,
+)
 from reporting.runs import heading  # noqa: E402
 
 FD_SETSIZE = 1024  # glibc's select() limit; the IO7 plot marks it (a run's settings may override it)
@@ -144,7 +154,7 @@ def _category(part: Part, plot: Plot) -> str:
 
 def _axis_scale(unit: str, values: list[float]) -> tuple[float, str]:
     """Factor and unit label for an axis of time or bytes, from its median magnitude."""
-    if unit not in TIME_UNITS and unit not in BYTE_UNITS:
+    if split_unit(unit)[0] not in TIME_UNITS and split_unit(unit)[0] not in BYTE_UNITS:
         return 1.0, unit
     mid = sorted(abs(v) for v in values)[len(values) // 2] or 1.0
     shown, name = scaled(mid, unit)
@@ -160,7 +170,7 @@ def _lines(ax, series: dict[str, Series], plot: Plot, factor: float) -> None:
     xs = sorted({p[0] for s in series.values() for p in s.points})
     if xs[0] > 0 and xs[-1] / xs[0] >= 50:
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: tick(v)))
     if len(xs) <= 12:
         ax.set_xticks(xs)
         ax.minorticks_off()
@@ -228,7 +238,7 @@ def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
         (ax.set_xscale if horizontal else ax.set_yscale)("log")
     name = axis_unit if axis_unit not in ("", "x") else ("ratio" if axis_unit == "x" else "value")
     value_axis.set_label_text(name)
-    value_axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: plain(v) if v else "0"))
+    value_axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: tick(v)))
     ax.set_title(f"{view.id}: {plot.title}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)

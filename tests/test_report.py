@@ -161,6 +161,7 @@ def test_no_markdown_table_line_is_over_200_characters(write_run, tmp_path):
     (1.15e4, "calls/s", "11,500 calls/s"), (0.00189, "cores", "0.00189 cores"), (0.123456, "x", "0.123×"),
     (1, "cores", "1 core"), (1.0, "cores", "1 core"), (2, "switches", "2 switches"), (1, "switches", "1 switch"),
     (True, "", "yes"), ("SIGABRT", "", "SIGABRT"), (1_494_842, "threads", "1,494,842 threads"),
+    (1.23, "us (batched back-to-back waits)", "1.23 µs (batched back-to-back waits)"),
 ])
 def test_values_are_formatted_for_people(value, unit, text):
     assert numbers.fmt(value, unit) == text
