@@ -66,8 +66,9 @@ def check(session: nox.Session, interpreter) -> None:
     session.log(f"{interpreter.id}: imports ok; optional missing: {', '.join(sorted(failed)) or 'none'}; GIL {gil}")
 
 
-def make_session(interpreter):
+def make_session(interpreter, position: str):
     def suite(session: nox.Session) -> None:
+        session.log(f"[{position}] {interpreter.describe}")
         install(session)
         check(session, interpreter)
         start = time.monotonic()
@@ -83,5 +84,6 @@ def make_session(interpreter):
                        tags=tags)(suite)
 
 
-for _interpreter in discover(report=lambda line: print(f"nox > {line}", file=sys.stderr)):
-    globals()[f"suite_{_interpreter.id}"] = make_session(_interpreter)
+_found = discover(report=lambda line: print(f"nox > {line}", file=sys.stderr))
+for _i, _interpreter in enumerate(_found, 1):
+    globals()[f"suite_{_interpreter.id}"] = make_session(_interpreter, f"{_i}/{len(_found)}")
