@@ -201,7 +201,24 @@ def build(source: Path, prefix: Path, free_threaded: bool, log: Path) -> float:
     return seconds
 
 
+def existing(series: str, with_gil_twin: bool) -> list[Path] | None:
+    """A working earlier build of the series (and its GIL twin), so that nothing is fetched again."""
+    newest_first = sorted(INTERPRETERS.glob(f"cpython-{series}.*t"), reverse=True,
+                          key=lambda prefix: [int(n) for n in re.findall(r"\d+", prefix.name)])
+    for ft_prefix in newest_first:
+        pythons = [ft_prefix / "bin" / f"python{series}t"]
+        if with_gil_twin:
+            pythons.append(ft_prefix.with_name(ft_prefix.name[:-1]) / "bin" / f"python{series}")
+        if all(probe(str(python)) for python in pythons):
+            return pythons
+    return None
+
+
 def build_pair(series: str, with_gil_twin: bool = True) -> list[Path]:
+    found = existing(series, with_gil_twin)
+    if found:
+        say(f"already built: {', '.join(str(p.relative_to(ROOT)) for p in found)}")
+        return found
     check_build_dependencies()
     INTERPRETERS.mkdir(exist_ok=True)
     downloads = INTERPRETERS / "downloads"
