@@ -33,6 +33,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tools import interpreters  # noqa: E402
+
 INTERPRETERS = ROOT / ".interpreters"
 BUILDS_JSON = INTERPRETERS / "builds.json"  # what was built, from which tarball, in how long
 SERIES = "3.13"  # the newest series with a free-threaded build that the pinned requirements install on
@@ -56,14 +59,11 @@ def say(msg: str) -> None:
 
 
 def probe(python: str) -> dict | None:
-    """Version and build of an interpreter, or None when it does not run."""
-    code = ("import json, sys, sysconfig; print(json.dumps({'version': '%d.%d.%d' % sys.version_info[:3], "
-            "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), 'executable': sys.executable}))")
+    """Version and build of an interpreter (tools/probe.py), or None when it cannot be used."""
     try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+        return interpreters.probe(python, modules=())
+    except ValueError:
         return None
-    return json.loads(out)
 
 
 def given_or_on_path() -> str | None:
