@@ -71,12 +71,14 @@ def md_table(headers: list[str], rows: list[list], max_line: int = MAX_LINE, cut
     return "\n".join(lines)
 
 
-def verdict_text(c: Cell, short: bool = False) -> str:
+def verdict_text(c: Cell, short: bool = False, bold: bool = False) -> str:
     text = (SHORT.get(c.verdict, c.verdict) if short else catalogue.label(c.verdict))
+    if bold:
+        text = f"**{text}**"
     if c.surprising:
         text += " ⚠" if short else f" (expected {c.expected})"
     if c.run is not None and c.run.stale:
-        text += " (stale)" if not short else "*"
+        text += " (stale)" if not short else " †"
     return text
 
 
@@ -190,9 +192,7 @@ def matrix_rows(views: list[ClaimView], links: Links, short: bool = False,
     for v in views:
         cells = []
         for i, c in enumerate(v.cells, start=1):
-            text = verdict_text(c, short)
-            if v.flips and c.decided:
-                text = f"**{text}**"
+            text = verdict_text(c, short, bold=v.flips and c.decided)
             if not readme:
                 refs.append(f"[{v.id}-{i}]: {links.claim(v.id, c.column.anchor)}")
                 text = f"[{text}][{v.id}-{i}]"
