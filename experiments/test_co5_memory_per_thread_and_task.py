@@ -12,11 +12,11 @@ the difference in address space per thread is what the arenas add.
 Why this method: RSS of a fresh process counts only what the units touched; VMS counts what
 they reserved. The notes' "8 MB stack" is RLIMIT_STACK, which glibc uses as each thread's
 stack *reservation*; their "64 MB heap" is glibc's per-thread malloc arena, also a
-reservation (HEAP_MAX), made lazily when a thread first mallocs and capped at 8 x online
-CPUs arenas, then shared. So the two numbers could be address space, not memory used.
+reservation (HEAP_MAX), made lazily when a thread first mallocs and capped at a multiple of
+the online CPUs (GLIBC_ARENAS_PER_CPU), then shared. So the two numbers could be address space, not memory used.
 
-How it is decided, per round and by the interval of the median (6 rounds or more, sampled
-until decided up to a bound):
+How it is decided, per round and by the interval of the median (MEMORY_ROUNDS or more,
+sampled until decided up to MAX_MEMORY_ROUNDS):
 - threads: address space per thread with one arena (the stack reservation) is a support
   check, resident memory per thread a caveat (reserved, not used);
 - arenas: address space per arena is a support check (the 64 MB exists), address space the
@@ -67,7 +67,7 @@ MAX_THREAD_RESIDENT = 256 * KIB
 # predicts a few pages. Between: 32 MiB.
 MIN_ARENA_VMS = 32 * MIB
 # Address space the arenas add per thread. The notes' 64 MB heap per thread predicts 64 MiB;
-# arenas capped at 8 x CPUs and shared predict at most 64 MiB x cap / ARENA_THREADS, a
+# arenas capped at GLIBC_ARENAS_PER_CPU x CPUs and shared predict at most 64 MiB x cap / ARENA_THREADS, a
 # quarter of it or less. Between: 32 MiB.
 MAX_HEAP_VMS_PER_THREAD = 32 * MIB
 NOTES_TASK_BYTES = 12 * KIB  # "about a dozen KB"
@@ -190,7 +190,7 @@ def test_resident_memory_per_unit_is_far_below_the_notes_figures(benchmark, evid
 @pytest.mark.claim("CO5")
 @needs_linux
 def test_thread_heap_is_a_shared_lazily_made_malloc_arena(benchmark, evidence, thread_pairs):
-    """Threads that malloc get glibc arenas of 64 MiB address space each, up to 8 x CPUs, then share."""
+    """Threads that malloc get glibc arenas of HEAP_MAX address space each, up to a cap per CPU, then share."""
     benchmark.group = "CO5 start threads and wait until all are blocked"
     replay(benchmark, [p["default"]["seconds"] for p in thread_pairs], units=ARENA_THREADS)
 
@@ -210,7 +210,7 @@ def test_thread_heap_is_a_shared_lazily_made_malloc_arena(benchmark, evidence, t
     decide(evidence, "support", "vms_per_arena", ARENA_FIGURES, thread_pairs, "bytes",
            why="each arena reserves a 64 MiB heap (glibc HEAP_MAX), the notes' '64 MB heap'")
     decide(evidence, "caveat", "heap_vms_per_thread", ARENA_FIGURES, thread_pairs, "bytes",
-           why="arenas are capped at 8 x CPUs and shared: the 64 MB is not per thread, and is reserved")
+           why="arenas are capped per CPU and shared: the 64 MB is not per thread, and is reserved")
     evidence.settle(benchmark, expect="holds-with-caveat")
 
 

@@ -26,5 +26,5 @@ def crash(kind: str) -> None:
 
 
 def status(code: int | None) -> str:
-    """An exit code as the experiments spell it: 'SIGSEGV' for a signal, 'exit 3' otherwise."""
+    """An exit code as the experiments spell it: 'SIGSEGV' for a signal, 'exit N' otherwise."""
     return signal.Signals(-code).name if code is not None and code < 0 else f"exit {code}"

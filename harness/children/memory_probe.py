@@ -6,7 +6,7 @@ Units are started up to N, or for as long as BUDGET_S allows. Memory is read jus
 first unit starts (after a warm-up unit, so first-use costs stay out) and once every unit is
 blocked: resident (RSS, and USS from smaps_rollup via psutil), virtual (VMS), the count of
 glibc malloc arenas (malloc_info's <heap> entries; None off glibc) and of memory mappings.
-The child then exits at once: tearing down 100k tasks or thousands of threads is not what is
+The child then exits at once: tearing down many tasks or thousands of threads is not what is
 measured. Run it with MALLOC_ARENA_MAX=1 in its environment to see threads without arenas.
 """
 from __future__ import annotations
