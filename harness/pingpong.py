@@ -1,0 +1,187 @@
+"""One ping-pong body, many worlds: what a switch costs between processes, threads and tasks.
+
+Exists because PR3/TH3 (creation and switch cost) and CO4 (task against thread switch) time
+the same ping-pong: two units echo a byte back and forth, written once (``bounce``/``volley``
+and their async twins) and run in each world of WORLDS, a dict of factories. One switch is one
+round trip / 2: each round trip hands the CPU from one unit to the other and back.
+
+How a world is timed: both partners are pinned to one CPU (``one_cpu``), so a switch is that
+CPU going from one unit to the other; left free on two CPUs, the partner wakes on the other CPU
+and the figure becomes a cross-CPU wake-up (idle exit, IPI) whatever the unit kind. Partners,
+pipes and queues are made before the clock; each world is warmed up once. A round times
+ROUND_TRIPS round trips of every world back to back, timed by the volley itself (inside the
+event loop for tasks, so entering the loop never counts). During the rounds the collector is
+kept off pytest's own heap (gc.freeze): a collection then costs what it costs in a small
+program, not a walk over every object the test session made.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+STOP = b"stop"
+PING = b"x"
+START_METHOD = "fork"  # the echo process's start method: it changes how the partner starts, not the switch
+
+
+def bounce(recv, send) -> None:
+    """The echoing partner: send back whatever arrives until STOP."""
+    while (msg := recv()) != STOP:
+        send(msg)
+
+
+def volley(recv, send, n: int) -> float:
+    """n round trips with the partner; returns their seconds."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        send(PING)
+        recv()
+    return time.perf_counter() - t0
+
+
+async def abounce(recv, send) -> None:
+    while (msg := await recv()) != STOP:
+        await send(msg)
+
+
+async def avolley(recv, send, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await send(PING)
+        await recv()
+    return time.perf_counter() - t0
+
+
+class FutureSlot:
+    """A one-message mailbox on a bare future: the least a task hand-off can cost on a loop."""
+
+    def __init__(self, loop):
+        self._loop = loop
+        self._fut = loop.create_future()
+
+    async def put(self, msg) -> None:
+        self._fut.set_result(msg)
+
+    async def get(self):
+        msg = await self._fut
+        self._fut = self._loop.create_future()  # before replying, so the next put finds it
+        return msg
+
+
+Run = Callable[[int], float]  # n round trips -> seconds
+
+
+@contextlib.contextmanager
+def _tasks(make, loop) -> Iterator[Run]:
+    to_partner, from_partner = make(), make()  # an asyncio.Queue binds to the loop at first use
+    partner = loop.create_task(abounce(to_partner.get, from_partner.put))
+    try:
+        yield lambda n: loop.run_until_complete(avolley(from_partner.get, to_partner.put, n))
+    finally:
+        if not partner.done():
+            try:
+                loop.run_until_complete(to_partner.put(STOP))
+            except asyncio.InvalidStateError:  # a failed volley left the slot full: no STOP fits
+                partner.cancel()  # stop it without a message, rather than wait for a timeout
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(asyncio.wait_for(partner, 10))
+        elif not partner.cancelled():
+            partner.result()  # the partner failed first: surface its own error
+
+
+@contextlib.contextmanager
+def _pipe(start_partner) -> Iterator[Run]:
+    here, there = multiprocessing.Pipe()
+    try:
+        partner = start_partner(bounce, (there.recv_bytes, there.send_bytes))
+        try:
+            yield lambda n: volley(here.recv_bytes, here.send_bytes, n)
+        finally:
+            here.send_bytes(STOP)
+            partner.join(10)
+            if isinstance(partner, multiprocessing.process.BaseProcess) and partner.is_alive():
+                partner.kill()
+                partner.join()
+    finally:
+        here.close()
+        there.close()
+
+
+@contextlib.contextmanager
+def _thread_queue() -> Iterator[Run]:
+    to_partner, from_partner = queue.SimpleQueue(), queue.SimpleQueue()
+    partner = _start_thread(bounce, (to_partner.get, from_partner.put))
+    try:
+        yield lambda n: volley(from_partner.get, to_partner.put, n)
+    finally:
+        to_partner.put(STOP)
+        partner.join(10)
+
+
+def _start_thread(target, args) -> threading.Thread:
+    t = threading.Thread(target=target, args=args, name="pingpong-partner")
+    t.start()
+    return t
+
+
+def _start_process(target, args):
+    p = multiprocessing.get_context(START_METHOD).Process(target=target, args=args)
+    p.start()
+    return p
+
+
+# world -> factory(loop) of a context manager that starts the partner and yields run(n).
+WORLDS = {
+    "process-pipe": lambda loop: _pipe(_start_process),
+    "thread-pipe": lambda loop: _pipe(_start_thread),
+    "thread-queue": lambda loop: _thread_queue(),
+    "coroutine-queue": lambda loop: _tasks(asyncio.Queue, loop),
+    "coroutine-future": lambda loop: _tasks(lambda: FutureSlot(loop), loop),
+}
+
+
+@contextlib.contextmanager
+def one_cpu() -> Iterator[int]:
+    """Pin this thread, and the partners it starts, to one CPU (see the module docstring)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield min(before)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def frozen_heap():
+    """Keep the collector off every object made so far (pytest's heap) for the block."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def switch_rounds(worlds, loop, *, round_trips: int, sample) -> dict[str, list[float]]:
+    """Per-switch seconds of every world, one sample per round; `sample(one_round)` runs the rounds
+    (harness.timing.sample_rounds with the caller's bounds and done())."""
+    with one_cpu(), frozen_heap(), contextlib.ExitStack() as stack:
+        # The echo process first: forking while partner threads run is unsafe (3.12 warns).
+        ordered = sorted(worlds, key=lambda w: w != "process-pipe")
+        run = {w: stack.enter_context(WORLDS[w](loop)) for w in ordered}
+        for fn in run.values():
+            fn(round_trips)  # warm up each world once outside the samples
+        rounds = sample(lambda: {w: run[w](round_trips) / (2 * round_trips) for w in worlds})
+    return {w: [r[w] for r in rounds] for w in worlds}
+
+
+def ratios(samples: dict[str, list[float]], num: str, den: str) -> list[float]:
+    """Same-round ratios num / den."""
+    return [a / b for a, b in zip(samples[num], samples[den])]
