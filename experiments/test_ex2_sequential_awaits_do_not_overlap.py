@@ -15,7 +15,9 @@ own process), four ways in the same rounds:
 - pipelined: one connection, PIPELINE_WINDOW requests written at once, answers matched by msgid.
 
 Within a round the blocking client and the await loop alternate in slices (SLICES), so that a
-neighbour's burst of CPU lands on both alike. How it is decided: the per-round ratio of the await loop's call rate to the blocking client's,
+neighbour's burst of CPU lands on both alike.
+
+How it is decided: the per-round ratio of the await loop's call rate to the blocking client's,
 by the 95% interval of its median (rounds sampled until decided, up to MAX_ROUNDS). Overlapping
 awaits would beat the blocking client; one call per round trip cannot. The control is the
 pipelined client, on the same server in the same rounds: its calls do overlap, and its ratio to
