@@ -30,7 +30,7 @@ from harness.pingpong import ratios, switch_rounds
 from harness.scale import pick
 from harness.timing import replay, sample_rounds
 
-ROUND_TRIPS = pick(quick=1000, full=3000)  # per world per round (2 switches each)
+ROUND_TRIPS = pick(quick=500, full=3000)  # per world per round (2 switches each)
 MIN_ROUNDS = 6  # the fewest samples with a 95% interval for the median
 MAX_ROUNDS = pick(quick=15, full=40)  # the bound on sampling while the ratio's interval straddles its threshold
 # Claim: a thread switch costs more than a task switch (ratio > 1); negation: no more (<= 1).

@@ -50,7 +50,7 @@ CREATION_BATCH = {
 }
 MIN_ROUNDS = 6  # the fewest samples with a 95% interval for the median
 MAX_ROUNDS = pick(quick=12, full=30)  # the bound on sampling while a ratio's interval straddles its threshold
-ROUND_TRIPS = pick(quick=1000, full=3000)  # per switching world per round (2 switches each)
+ROUND_TRIPS = pick(quick=500, full=3000)  # per switching world per round (2 switches each)
 # Claim ("costly", "cheap compared with"): a cost of another order, 10x or more; negation: a
 # comparable cost, about 1x. The threshold is their geometric midpoint.
 MIN_COSTLY_RATIO = 3.0

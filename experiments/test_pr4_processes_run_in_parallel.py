@@ -14,7 +14,7 @@ taken until every interval clears its threshold, up to MAX_ROUNDS):
 - worker cores: the claim predicts min(k, CPUs), its negation (processes that take turns) one
   core; the threshold sits halfway;
 - speedup = sequential wall / pool wall of the same round: serialised workers can never beat
-  the sequential run, parallel ones finish up to min(k, CPUs) times sooner;
+  the sequential run, parallel ones finish sooner (up to min(k, CPUs) times);
 - the control is the room: only when the machine had more free cores than the worker-cores
   threshold could the workers have shown parallelism (or failed to). When the room's
   interval does not clear it (other jobs keep the CPUs busy), the part is not measured here,
@@ -60,11 +60,10 @@ def cores_threshold(ideal: int) -> float:
     return (1 + ideal) / 2
 
 
-def speedup_threshold(ideal: int) -> float:
-    """Serialised workers finish no sooner than the sequential run (<= 1x, the negation); parallel ones up to
-    min(k, CPUs)x (the claim), less what busy SMT siblings take from each other (up to about half the gain):
-    a quarter of the way from 1x, which no serialised pool can reach."""
-    return 1 + (ideal - 1) / 4
+# Serialised workers finish no sooner than the sequential run (<= 1x, the negation); parallel ones
+# finish sooner (> 1x, the claim), by up to min(k, CPUs)x less whatever busy vCPUs or SMT siblings
+# cost each other, which no threshold can know in advance: the negation's own bound decides.
+MIN_SPEEDUP = 1.0
 
 
 def timed_spin(iterations: int) -> float:
@@ -93,7 +92,7 @@ def one_round(pool, shares, cpus) -> dict:
             "speedup": alone.wall / wall, "side_by_side_cpu_cost": cpu / alone.cpu}
 
 
-def measure_pool(workers: int, start_method: str, cores: float, speedup: float) -> dict[str, list[float]]:
+def measure_pool(workers: int, start_method: str, cores: float) -> dict[str, list[float]]:
     """Rounds of sequential-then-pool until room, worker cores and speedup are decided (or no room)."""
     cpus = sorted(os.sched_getaffinity(0))
 
@@ -102,7 +101,7 @@ def measure_pool(workers: int, start_method: str, cores: float, speedup: float) 
         if stats.decide(col["room_cores"], ">=", cores)[0] is False:
             return True  # no room for parallelism: more rounds would not change that
         return (stats.decided(col["room_cores"], ">=", cores) and stats.decided(col["worker_cores"], ">=", cores)
-                and stats.decided(col["speedup"], ">=", speedup))
+                and stats.decided(col["speedup"], ">", MIN_SPEEDUP))
 
     shares = split(WORK_UNITS, workers * CHUNKS_PER_WORKER)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method)) as pool:
@@ -119,9 +118,9 @@ def measure_pool(workers: int, start_method: str, cores: float, speedup: float) 
 def test_cpu_bound_processes_run_in_parallel(benchmark, evidence, workers, start_method):
     cpus = len(os.sched_getaffinity(0))
     ideal = min(workers, cpus)
-    cores, speedup = cores_threshold(ideal), speedup_threshold(ideal)
+    cores = cores_threshold(ideal)
     evidence.condition(workers=workers, start_method=start_method, work_units=WORK_UNITS, ideal_speedup=ideal)
-    samples = measure_pool(workers, start_method, cores, speedup)
+    samples = measure_pool(workers, start_method, cores)
     benchmark.group = "PR4 pure-Python CPU work split over processes"
     replay(benchmark, samples["process_wall"])
     for name in ("sequential_wall", "process_wall"):
@@ -137,7 +136,7 @@ def test_cpu_bound_processes_run_in_parallel(benchmark, evidence, workers, start
             "so parallelism could not show")
     evidence.support("worker_cores", op=">=", threshold=cores, unit="cores", samples=samples["worker_cores"],
                      why=f"{workers} workers on {cpus} CPUs keep that many busy at once, not one after another")
-    evidence.support("speedup", op=">=", threshold=speedup, unit="x", samples=samples["speedup"],
+    evidence.support("speedup", op=">", threshold=MIN_SPEEDUP, unit="x", samples=samples["speedup"],
                      why="the same work finishes sooner than in one process, in the same rounds")
     if workers > cpus:
         evidence.figure("speedup_over_cpus", stats.median(samples["speedup"]) / cpus, "x")
