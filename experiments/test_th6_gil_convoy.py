@@ -59,7 +59,7 @@ BLOCK = 10  # round trips per variant per block; variants alternate block by blo
 MIN_BLOCKS = 6  # the fewest samples with a 95% interval for the median
 MAX_BLOCKS = pick(quick=10, full=30)  # the bound on sampling while an interval straddles its threshold
 # Negation: ~1x (the CPU thread holds nothing the I/O thread needs and, with two CPUs, takes none of
-# its CPU); claim: a wait of a switch interval (0.5-5 ms) on a loopback round trip of tens of µs,
+# its CPU); claim: a wait of a switch interval (SWITCH_INTERVALS_S) on a loopback round trip of tens of µs,
 # 10x or more. The threshold sits between, near the negation.
 MIN_THREAD_RATIO = 3.0
 # Negation: ~1 (thread and process both only share the machine); claim: the thread's ratio is 10x or
