@@ -53,7 +53,7 @@ def child_env(extra: dict | None = None) -> dict:
 
 
 def module_command(module: str, *args) -> list[str]:
-    """The command line that runs `module` (e.g. harness.children.crash) in a fresh interpreter."""
+    """The command line that runs `module` (e.g. harness.children.crash_threads) in a fresh interpreter."""
     return [sys.executable, "-X", "faulthandler", "-m", module, *map(str, args)]
 
 
