@@ -142,5 +142,7 @@ def test_meter_counts_cpu_of_busy_code_and_none_of_sleeping_code():
 
     busy = measure(spin, 300_000)
     idle = measure(time.sleep, 0.05)
-    assert busy.cpu > 0.5 * busy.wall  # a busy loop is on a CPU most of its wall time
-    assert idle.cpu < 0.2 * idle.wall  # a sleep is not
+    # CPU time, not CPU/wall: on a loaded machine a busy loop waits for a CPU too, but the CPU it
+    # did get is the same, and a sleep gets next to none
+    assert busy.cpu > 20 * idle.cpu
+    assert idle.cpu < 0.2 * idle.wall
