@@ -198,7 +198,8 @@ class Evidence:
                 raise ValueError(f"{name}: an interval decides < <= > >=, not {op}")
             samples = list(samples)
             if len(samples) < stats.MIN_SAMPLES:
-                raise ValueError(f"{name}: a decided figure needs {stats.MIN_SAMPLES} samples or more, got {len(samples)}")
+                raise ValueError(f"{name}: a decided figure needs {stats.MIN_SAMPLES} samples or more, "
+                                 f"got {len(samples)}")
             value = self.figure(name, value, unit, samples=samples)
             passed, (lo, hi) = stats.decide(samples, op, threshold)
             interval, n = [lo, hi], len(samples)
