@@ -59,7 +59,11 @@ def install(pin: str, constraints: list[str]) -> str | None:
     except subprocess.TimeoutExpired:
         return f"pip install {pin} took over {PIP_TIMEOUT_S} s"
     if done.returncode != 0:
-        return f"pip install {pin}: {pip_failure(done.stdout + done.stderr)}"
+        why = pip_failure(done.stdout + done.stderr)
+        if why.startswith("No matching distribution"):
+            abi = sys.implementation.cache_tag + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
+            why += f" (no wheel for {abi}, and no source to build)"
+        return f"pip install {pin}: {why}"
     if reenables_gil(module):
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", pin.split("=")[0]], check=False)
         return f"{pin} installs, but importing it re-enables the GIL on this free-threaded build (uninstalled)"
