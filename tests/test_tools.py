@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from harness import catalogue
-from tools import install_optional, interpreters, stability
+from tools import free_threaded, install_optional, interpreters, stability
 
 
 def part(claim, verdict, support=True):
@@ -85,3 +85,19 @@ def test_the_running_interpreter_passes_its_own_probe():
 def test_an_interpreter_that_does_not_run_is_left_out_with_a_reason(tmp_path):
     with pytest.raises(ValueError, match="does not run"):
         interpreters.probe(str(tmp_path / "no-such-python"))
+
+
+def test_the_debian_archive_is_read_from_either_apt_sources_format_never_the_security_one():
+    deb822 = ("Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n\n"
+              "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n")
+    one_line = "deb [signed-by=/k.gpg] http://archive.example/debian bookworm main\n"
+    assert free_threaded.debian_archive_uri([deb822]) == "http://mirror.example/debian"
+    assert free_threaded.debian_archive_uri([one_line]) == "http://archive.example/debian"
+    assert free_threaded.debian_archive_uri(["deb https://packages.example/apt cloud-sdk main\n"]) is None
+
+
+def test_two_builds_of_one_version_get_session_ids_of_their_own():
+    ft = {"version": "3.13.5", "free_threaded": True}
+    assert interpreters.session_id(ft, set()) == "3.13.5t"
+    assert interpreters.session_id(ft, {"3.13.5t"}) == "3.13.5t-2"
+    assert interpreters.session_id({"version": "3.13.5", "free_threaded": False}, {"3.13.5t"}) == "3.13.5"

@@ -133,19 +133,21 @@ def from_python_org(series: str, dest: Path) -> Path | None:
     return None
 
 
-def debian_archive_uri() -> str:
-    """The Debian archive address of the system's own apt sources (not its security archive)."""
-    texts = []
-    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        if path.suffix in (".list", ".sources") and path.is_file():
-            texts.append(path.read_text())
+def apt_sources() -> list[str]:
+    """The text of the system's apt source files (read, never written)."""
+    paths = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    return [path.read_text() for path in paths if path.suffix in (".list", ".sources") and path.is_file()]
+
+
+def debian_archive_uri(texts: list[str]) -> str | None:
+    """The Debian archive address in these apt sources (not the security archive), or None."""
     for text in texts:
         # one-line format: deb [opts] URI suite ...; deb822: URIs: URI
         for uri in re.findall(r"^\s*deb(?:-src)?\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.M) + \
                 re.findall(r"^\s*URIs:\s*(\S+)", text, re.M):
             if re.search(r"/debian/?$", uri) and "security" not in uri:
                 return uri.rstrip("/")
-    sys.exit("no Debian archive found in /etc/apt/sources.list{,.d/}: cannot fetch the CPython source")
+    return None
 
 
 def from_debian(series: str, dest: Path) -> Path:
@@ -154,7 +156,9 @@ def from_debian(series: str, dest: Path) -> Path:
         sys.exit("neither python.org nor apt-get is available: set PYTHON_FT or fetch a tarball by hand")
     if not Path(KEYRING).exists():
         sys.exit(f"{KEYRING} is missing: apt-get install debian-archive-keyring")
-    uri = debian_archive_uri()
+    uri = debian_archive_uri(apt_sources())
+    if uri is None:
+        sys.exit("no Debian archive found in /etc/apt/sources.list{,.d/}: cannot fetch the CPython source")
     state = dest / "apt"
     for sub in ("lists/partial", "cache/archives/partial"):
         (state / sub).mkdir(parents=True, exist_ok=True)
