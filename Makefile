@@ -32,14 +32,14 @@ $(VENV)/.installed: $(REQUIREMENTS)
 # ruff, then the project's tests (fast checks of report.py and the helpers), then every experiment.
 # Their benchmark JSON goes to build/ so that results/ keeps only runs meant for publishing.
 test: venv lint
-	$(PY) -m pytest tests experiments --benchmark-storage=build/test-runs $(PYTEST_ARGS)
+	$(LOCKED) $(PY) -m pytest tests experiments --benchmark-storage=build/test-runs $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
 
 # Every experiment at the chosen scale, saved under results/<environment>/, then the report.
 reproduce: venv
-	$(PY) -m pytest experiments --scale=$(SCALE) $(PYTEST_ARGS); status=$$?; \
+	$(LOCKED) $(PY) -m pytest experiments --scale=$(SCALE) $(PYTEST_ARGS); status=$$?; \
 	$(PY) report.py && exit $$status
 
 report: venv

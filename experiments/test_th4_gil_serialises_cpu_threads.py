@@ -127,13 +127,8 @@ def record(benchmark, evidence, samples, threshold) -> None:
     for name in ("sequential_wall", "thread_wall", "process_wall"):
         evidence.figure(name, unit="s", samples=samples[name])
     evidence.figure("process_speedup", unit="x", samples=samples["process_speedup"])
-    control = evidence.figure("process_cores", unit="cores", samples=samples["process_cores"])
-    if stats.decide(samples["process_cores"], ">=", threshold)[0] is not True:
-        lo, hi = stats.median_interval(samples["process_cores"])
-        evidence.not_measured(
-            f"over {len(samples['process_cores'])} rounds the processes kept {control:.2f} cores busy (95% interval "
-            f"{lo:.2f}-{hi:.2f}), not clearly over {threshold:.2f}: other jobs left no CPU free, so threads "
-            "could not have shown parallelism either")
+    evidence.control("process_cores", ">=", threshold, "cores", samples=samples["process_cores"],
+                     why="other jobs left no CPU free, so threads could not have shown parallelism either")
 
 
 def speedup_check(evidence, check, samples, op, threshold, why) -> None:

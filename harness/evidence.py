@@ -184,6 +184,20 @@ class Evidence:
         """A measured qualification: when it passes, the claim holds only with a caveat."""
         return self._check("caveat", name, value, op, threshold, unit, why, samples)
 
+    def control(self, name, op, threshold, unit="", why="", *, samples) -> float:
+        """A same-run control that must show the opposite outcome was reachable here.
+
+        Records the figure; unless its interval clears `op threshold`, the part is not measured
+        here (skipped and recorded with the control's figures and `why`). Returns the median.
+        """
+        value = self.figure(name, unit=unit, samples=samples)
+        shown, (lo, hi) = stats.decide(list(samples), op, threshold)
+        if shown is not True:
+            self.not_measured(
+                f"control {name} = {_fmt(value)}{_unit(unit)} (95% interval {_fmt(lo)}-{_fmt(hi)}, n={len(samples)}) "
+                f"is not clearly {op} {_fmt(threshold)}{_unit(unit)}: {why}")
+        return value
+
     def not_measured(self, reason: str) -> None:
         """This part cannot be measured here: record why (with the figures so far) and skip the test."""
         self.not_measured_reason = reason
