@@ -111,20 +111,12 @@ def measured_support(checks: list[Check]) -> bool:
     return any(c.role == "support" and c.passed is not None for c in checks)
 
 
-def cpus_available() -> int:
-    return environment.cpus_available()
-
-
-def gil_enabled() -> bool:
-    return environment.gil_enabled()
-
-
 def base_conditions() -> dict:
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
-        "gil_enabled": gil_enabled(),
-        "cpus_available": cpus_available(),
+        "gil_enabled": environment.gil_enabled(),
+        "cpus_available": environment.cpus_available(),
         "cpus_online": environment.key()["cores"],
         "platform": platform.platform(),
         "scale": _scale.current(),

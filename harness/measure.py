@@ -1,4 +1,4 @@
-"""Wall-clock and CPU accounting for one block of code, and repeated, interleaved samples.
+"""Wall-clock and CPU accounting for one block of code.
 
 Verdicts in this suite come from ratios and CPU accounting measured in the same run. CPU
 time is the process's user + system time (all its threads, from getrusage, which counts in
@@ -60,16 +60,3 @@ def measure(fn, *args, children: bool = False, **kwargs) -> Usage:
     with Meter(children=children) as m:
         fn(*args, **kwargs)
     return m.usage
-
-
-def interleaved(variants: dict, rounds: int, *, children: bool = False) -> dict[str, list[Usage]]:
-    """Run each variant `rounds` times, alternating A B C A B C ..., and return their Usages.
-
-    Interleaving spreads the machine's background noise evenly over the variants, so a
-    ratio of their medians is fair even when the noise drifts during the run.
-    """
-    samples: dict[str, list[Usage]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            samples[name].append(measure(fn, children=children))
-    return samples

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from harness.evidence import cpus_available, gil_enabled
+from harness.environment import cpus_available
 
 needs_two_cpus = pytest.mark.skipif(
     cpus_available() < 2,
@@ -13,7 +13,4 @@ needs_two_cpus = pytest.mark.skipif(
 )
 needs_linux = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="measures Linux kernel behaviour (/proc, epoll, signals)"
-)
-needs_gil = pytest.mark.skipif(
-    not gil_enabled(), reason="this interpreter runs without a GIL, so the GIL-specific effect cannot appear"
 )
