@@ -225,7 +225,7 @@ def _save_run_without_benchmarks(config) -> None:
 
 def pytest_terminal_summary(terminalreporter, config):
     states = claim_states(config)
-    if not states:
+    if not states or config.option.collectonly:
         return
     traits = environment.traits()
     terminalreporter.section(f"claim verdicts (this run, {environment.label(environment.key())})")
