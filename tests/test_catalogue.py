@@ -79,3 +79,17 @@ def test_expectations_may_depend_on_the_environment(tmp_path):
     path.write_text(ENTRY + 'expected_when = { no_gil = "refuted" }\n')
     claim = catalogue.load(path)["X1"]
     assert claim.expected_for(set()) == "holds" and claim.expected_for({"no_gil"}) == "refuted"
+
+
+MAX_TEST_LINES = 60  # a test decides; measuring belongs in a step it calls (test_th4's scaling() is the model)
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("test_*.py")), ids=lambda p: p.name)
+def test_experiment_tests_are_short(path):
+    long_tests = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        and node.end_lineno - node.lineno + 1 > MAX_TEST_LINES
+    ]
+    assert not long_tests, f"{path.name}: split into a measure step and a short deciding test: {long_tests}"
