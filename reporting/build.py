@@ -72,26 +72,26 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
     toc: dict[str, list] = {}
     for v in views:
         toc.setdefault(v.claim.section, []).append(v)
-    md_links = pages.Links("claims/", "md", "site/", pages.rel(pages.ROOT, out))
+    md_links = pages.Links("claims/", "md", "site/", pages.repo_root_from(out))
     common = {"run_count": len(report.runs), "envs": envs, "stale_note": stale_note, "toc": list(toc.items()),
               "legend": LEGEND, "views": views}
     env_table = [[e["heading"], e["origin"], e["cpu"], e["cores"], e["kernel"], e["gil"], e["commits"], e["dates"],
                   e["runs"] + (" (stale)" if e["stale"] else "")] for e in envs]
-    matrix, short = pages.fit_matrix(views, cols, md_links, readme=False)
+    matrix, form = pages.fit_matrix(views, cols, md_links, readme=False)
     files = report.files
     files[out / "REPORT.md"] = md_env.get_template("index.md.j2").render(
-        common, env_table=env_table, matrix=matrix, short=short, root=md_links.root)
+        common, env_table=env_table, matrix=matrix, short=form.short, titles=form.title, root=md_links.root)
     files[site / "index.html"] = html_env.get_template("index.html.j2").render(
-        common, root=pages.rel(pages.ROOT, site))
+        common, root=pages.repo_root_from(site))
     for v in views:
         ctx = pages.claim_context(v, drawn.get(v.id, []), plot_notes.get(v.id, []), several)
-        md_root = pages.rel(pages.ROOT, out / "claims")
-        ctx_md = dict(ctx, file_link=md_root + v.claim.file, plot_link=lambda d: f"../site/{d.file}",
-                      verdict_rows=[[c["label"], c["verdict"], c["expected"], c["run"] or "—", c["commit"] or "—",
-                                     c["date"] or "—"] for c in ctx["cells"]])
+        ctx_md = dict(ctx, file_link=pages.file_link(out / "claims", v.claim.file),
+                      plot_link=lambda d: f"../site/{d.file}",
+                      verdict_rows=[[c["label"], c["verdict"], c["expected"], c["commit"] or "—", c["date"] or "—"]
+                                    for c in ctx["cells"]])
         files[out / "claims" / f"{v.id}.md"] = md_env.get_template("claim.md.j2").render(ctx_md)
         files[site / "claims" / f"{v.id}.html"] = html_env.get_template("claim.html.j2").render(
-            ctx, file_link=pages.rel(pages.ROOT, site / "claims") + v.claim.file)
+            ctx, file_link=pages.file_link(site / "claims", v.claim.file))
         for d in drawn.get(v.id, []):
             files[site / d.file] = d.png
     files[out / "verdicts.csv"] = tables.verdicts(views).to_csv(index=False)
@@ -119,7 +119,7 @@ def readme_text(readme: Path, views, cols, out: Path) -> str:
     if begin < 0 or end < begin:
         raise InputError(f"{readme}: no {README_BEGIN} ... {README_END} block to fill")
     base = readme.resolve().parent
-    links = pages.Links(pages.rel(out / "claims", base), "md", "", pages.rel(pages.ROOT, base))
+    links = pages.Links(pages.rel(out / "claims", base), "md", "", pages.repo_root_from(base))
     try:
         block = pages.readme_block(views, cols, links, pages.rel(out, base) + "REPORT.md")
     except ValueError as exc:

@@ -6,6 +6,7 @@ the reasons, and never vanishes.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from harness import catalogue
@@ -13,6 +14,7 @@ from harness import environment as envkey
 from reporting.numbers import fmt, fmt_range, sort_key
 from reporting.runs import Column, Run
 
+_UNIT_METHOD = re.compile(r"^(.+?) \((.+)\)$")
 NOT_RUN = "no run of this environment selected the claim"
 OP_WORDS = {"<": "below", "<=": "at most", ">": "above", ">=": "at least", "==": "exactly", "!=": "not"}
 
@@ -158,7 +160,9 @@ def in_words(check: dict) -> str:
 
 def figure_text(fig: dict) -> str:
     """A figure with its spread and how it was measured: '4 µs (median of 7; 95% interval 3.8–4.3 µs)'."""
-    unit = fig.get("unit", "")
+    # a unit's method ('us (batched waits)', 'ns per descriptor (batched waits)') is said once, last
+    unit, method = _UNIT_METHOD.match(fig["unit"]).groups() if _UNIT_METHOD.match(fig.get("unit") or "") \
+        else (fig.get("unit", ""), "")
     text = fmt(fig.get("value"), unit)
     how = []
     if fig.get("method"):
@@ -169,6 +173,8 @@ def figure_text(fig: dict) -> str:
         how.append(f"95% interval {fmt_range(fig['interval'][0], fig['interval'][1], unit)}")
     elif "q1" in fig and fig.get("q1") != fig.get("q3"):
         how.append(f"quartiles {fmt_range(fig['q1'], fig['q3'], unit)}")
+    if method:
+        how.append(method)
     return f"{text} ({'; '.join(how)})" if how else text
 
 

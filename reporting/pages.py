@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jinja2
@@ -42,33 +42,63 @@ def md_cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").strip()
 
 
+def width(line: str) -> int:
+    """A line's length in UTF-8 bytes: within MAX_LINE however it is counted (µ, ×, †, ⚠ count 2–3)."""
+    return len(line.encode("utf-8"))
+
+
 class TooWide(ValueError):
     pass
 
 
-def md_table(headers: list[str], rows: list[list], max_line: int = MAX_LINE, cut: bool = True) -> str:
-    """A GitHub table without padding; the longest cells are cut with … until each line fits.
+def _line(row: list[str]) -> str:
+    return "| " + " | ".join(row) + " |"
 
-    With cut=False a line that does not fit raises TooWide instead (the caller has a shorter form).
+
+def _cut(row: list[str], max_line: int) -> str:
+    """Cut the longest cells that hold no link with … until the line fits (or nothing is left to cut)."""
+    while width(line := _line(row)) > max_line:
+        cuttable = [j for j in range(len(row)) if not LINK.search(row[j]) and len(row[j]) > 1]
+        if not cuttable:
+            break
+        i = max(cuttable, key=lambda j: width(row[j]))
+        keep = max(0, len(row[i]) - (width(line) - max_line) - 1)
+        row[i] = row[i][:keep].rstrip("\\").rstrip() + "…"
+    return line
+
+
+def md_table(headers: list[str], rows: list[list], max_line: int = MAX_LINE, cut: bool = True,
+             keys: dict[int, str] | None = None) -> str:
+    """A GitHub table without padding, every line within max_line (counted by ``width``).
+
+    When a line does not fit, the columns named in ``keys`` ({column: prefix}) are replaced, one
+    after another, by short keys (P1, P2, … in order of first appearance) that a list below the
+    table spells out. Only then are the longest cells cut with …; with cut=False a line that still
+    does not fit raises TooWide instead (the caller has a shorter form).
     """
     head = [md_cell(h) for h in headers]
     body = [[md_cell(c) for c in row] for row in rows]
+    legends: list[str] = []
+    pending = list((keys or {}).items())
+    while any(width(_line(r)) > max_line for r in [head, *body]) and pending:
+        column, prefix = pending.pop(0)
+        if column >= len(head):
+            continue
+        names: dict[str, str] = {}
+        for row in body:
+            row[column] = names.setdefault(row[column], f"{prefix}{len(names) + 1}")
+        legends += [f"- {key}: {md_cell(value)}" for value, key in names.items()]
     lines = []
     for row in [head, *body]:
-        while len(line := "| " + " | ".join(row) + " |") > max_line:
+        line = _line(row)
+        if width(line) > max_line:
             if not cut:
-                raise TooWide(f"a table line of {len(line)} characters")
-            cuttable = [j for j in range(len(row)) if not LINK.search(row[j])]  # never cut a link
-            if not cuttable:
-                break
-            i = max(cuttable, key=lambda j: len(row[j]))
-            excess = len(line) - max_line
-            if len(row[i]) <= excess + 1:
-                break
-            row[i] = row[i][: len(row[i]) - excess - 1].rstrip("\\") + "…"
+                raise TooWide(f"a table line of {width(line)} bytes")
+            line = _cut(list(row), max_line)
         lines.append(line)
     lines.insert(1, "|" + "|".join("---" for _ in head) + "|")
-    return "\n".join(lines)
+    table = "\n".join(lines)
+    return table + ("\n\n" + "\n".join(legends) if legends else "")
 
 
 def verdict_text(c: Cell, short: bool = False, bold: bool = False) -> str:
@@ -88,7 +118,7 @@ class Links:
     pages: str  # to the folder holding <ID>.<ext>
     ext: str
     plots: str
-    root: str  # to the project root (experiment files)
+    root: str | None  # to the project root (experiment files); None: the pages lie outside it
 
     def claim(self, claim_id: str, anchor: str = "") -> str:
         return f"{self.pages}{claim_id}.{self.ext}" + (f"#{anchor}" if anchor else "")
@@ -103,6 +133,19 @@ class Links:
 def rel(target: Path, start: Path) -> str:
     text = os.path.relpath(target, start).replace(os.sep, "/")
     return "" if text == "." else text + "/"
+
+
+def repo_root_from(start: Path) -> str | None:
+    """The relative address from a page's folder to the repository root (for experiment files),
+    or None when the page lies outside the repository: a link from there would not survive a copy
+    (../../../work/main/experiments/…), so the pages name the file as code instead."""
+    start = Path(start).resolve()
+    return rel(ROOT, start) if start == ROOT or ROOT in start.parents else None
+
+
+def file_link(start: Path, path: str) -> str | None:
+    root = repo_root_from(start)
+    return None if root is None or not path else root + path
 
 
 def env_rows(cols: list[Column]) -> list[dict]:
@@ -161,13 +204,16 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
     whys = list(dict.fromkeys(w for w in check_whys if w))
     all_notes = list(dict.fromkeys(n for c in view.cells for n in notes(c)))
     rows = compare.across(view)
+    part_labels = {p.name: c.part_label(p) for c in view.cells for p in c.parts}
     labels = names
     return {
         "claim": view.claim, "view": view, "cells": cells, "drawn": drawn, "plot_notes": plot_notes,
         "check_headers": check_headers, "check_rows": check_rows, "check_whys": check_whys, "whys": whys,
         "figure_headers": (["environment"] if several else []) + ["part", "figure", "value"],
         "figure_rows": figure_rows, "notes": all_notes, "several": several,
-        "comparison": [r.cells(labels) for r in rows], "comparison_headers": compare.HEADERS,
+        "comparison": [[part_labels.get(r.part, r.part), r.figure, labels[r.b], *r.cells(labels)[3:]] for r in rows],
+        "comparison_headers": ["part", "figure", "B is", *compare.HEADERS[3:]],
+        "table_keys": {1: "P", 0: "E"} if several else {0: "P"},
         "comparison_pairs": list(dict.fromkeys((labels[r.a], labels[r.b]) for r in rows)),
         "flips": view.flips,
     }
@@ -181,24 +227,53 @@ def environment(kind: str) -> jinja2.Environment:
     return env
 
 
-def matrix_rows(views: list[ClaimView], links: Links, short: bool = False,
+@dataclass(frozen=True)
+class Form:
+    """One way to lay the verdict matrix out; ``fit_matrix`` takes the first whose lines all fit."""
+    short: bool = False  # caveat, n/m, n/t instead of the full verdict names
+    title: bool = True  # a column with the claim's short title
+    ref_ids: bool = False  # the ID links by reference ([TH4][]) instead of inline
+    code: bool = True  # the README's experiment column
+
+
+INDEX_FORMS = (Form(), Form(short=True), Form(short=True, ref_ids=True), Form(short=True, title=False, ref_ids=True))
+README_FORMS = (Form(), Form(short=True), Form(short=True, ref_ids=True), Form(short=True, ref_ids=True, code=False),
+                Form(short=True, title=False, ref_ids=True), Form(short=True, title=False, ref_ids=True, code=False))
+
+
+def letters(i: int) -> str:
+    """a, b, …, z, aa, ab, …: a column's letter in a reference label (TH4a), shorter than -1."""
+    text = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        text = chr(ord("a") + r) + text
+    return text
+
+
+def matrix_rows(views: list[ClaimView], links: Links, form: Form = Form(),
                 readme: bool = False) -> tuple[list[list[str]], list[str]]:
     """The verdict matrix's rows, and the reference-link definitions they use (they keep lines short).
 
-    In the report each cell links to that environment's evidence; in the README the ID links to
-    the page and a last column links to the experiment file.
+    In the report each cell links to that environment's evidence ([holds][TH4a]); in the README the
+    ID links to the page and a last column links to the experiment file.
     """
     rows, refs = [], []
     for v in views:
         cells = []
-        for i, c in enumerate(v.cells, start=1):
-            text = verdict_text(c, short, bold=v.flips and c.decided)
+        for i, c in enumerate(v.cells):
+            text = verdict_text(c, form.short, bold=v.flips and c.decided)
             if not readme:
-                refs.append(f"[{v.id}-{i}]: {links.claim(v.id, c.column.anchor)}")
-                text = f"[{text}][{v.id}-{i}]"
+                refs.append(f"[{v.id}{letters(i)}]: {links.claim(v.id, c.column.anchor)}")
+                text = f"[{text}][{v.id}{letters(i)}]"
             cells.append(text)
-        row = [f"[{v.id}]({links.claim(v.id)})", v.claim.title, *cells]
-        if readme:
+        if form.ref_ids:
+            refs.append(f"[{v.id}]: {links.claim(v.id)}")
+            row = [f"[{v.id}][]"]
+        else:
+            row = [f"[{v.id}]({links.claim(v.id)})"]
+        row += ([v.claim.title] if form.title else []) + cells
+        if readme and form.code:
             if v.claim.file:
                 refs.append(f"[{v.id}-code]: {links.file(v.claim.file)}")
             row.append(f"[code][{v.id}-code]" if v.claim.file else "—")
@@ -206,37 +281,70 @@ def matrix_rows(views: list[ClaimView], links: Links, short: bool = False,
     return rows, refs
 
 
-def fit_matrix(views: list[ClaimView], cols: list[Column], links: Links, readme: bool) -> tuple[str, bool]:
-    """The matrix with full verdict names if its lines fit, else with short ones; and which it used."""
-    headers = ["ID", "claim", *[heading(c, cols) for c in cols]] + (["experiment"] if readme else [])
-    for short in (False, True):
-        rows, refs = matrix_rows(views, links, short, readme)
+def compact_heading(col: Column, cols: list[Column]) -> str:
+    """A narrower column name for wide matrices: 3.13.5t for CPython 3.13.5t (GIL off) among CPythons."""
+    text = heading(col, cols)
+    if all(c.env["implementation"] == "CPython" for c in cols):
+        text = text.removeprefix("CPython ")
+    if col.env["free_threaded"]:
+        text = text.replace(" (GIL off)", "", 1)
+    return text
+
+
+def matrix_headers(cols: list[Column], form: Form, readme: bool) -> tuple[list[str], str]:
+    """The matrix's header cells: full headings if they fit, else compact ones, else keys E1, E2, …
+    spelled out in the returned list (to go below the table)."""
+    def headers(names):
+        return ["ID", *(["claim"] if form.title else []), *names, *(["experiment"] if readme and form.code else [])]
+    for name in (heading, compact_heading):
+        row = headers([name(c, cols) for c in cols])
+        if width(_line([md_cell(h) for h in row])) <= MAX_LINE:
+            return row, ""
+    keys = [f"E{i}" for i in range(1, len(cols) + 1)]
+    return headers(keys), "\n".join(f"- {k}: {md_cell(heading(c, cols))}" for k, c in zip(keys, cols))
+
+
+def fit_matrix(views: list[ClaimView], cols: list[Column], links: Links, readme: bool,
+               max_bytes: int | None = None, around: int = 0) -> tuple[str, Form]:
+    """The matrix in the first form whose lines all fit (and, for the README, whose block fits max_bytes
+    with `around` bytes of text around it); the last form cuts instead. Without a title column the
+    titles follow the table as a list where there is room for them (in the index, Contents has them)."""
+    forms = README_FORMS if readme else INDEX_FORMS
+    if links.root is None:  # no experiment links from outside the repository
+        forms = tuple(dict.fromkeys(replace(f, code=False) for f in forms))
+    for n, form in enumerate(forms):
+        last = n == len(forms) - 1
+        rows, refs = matrix_rows(views, links, form, readme)
+        headers, legend = matrix_headers(cols, form, readme)
         try:
-            return md_table(headers, rows, cut=short) + "\n\n" + "\n".join(refs), short
+            table = md_table(headers, rows, cut=last) + (f"\n\n{legend}" if legend else "")
         except TooWide:
             continue
-    raise AssertionError("unreachable: the short form cuts instead of raising")
+        text = table + "\n\n" + "\n".join(refs)
+        if readme and not form.title:
+            titles = "\n".join(f"- {v.id}: {v.claim.title}" for v in views)
+            if max_bytes is None or width(text + titles) + around + 2 <= max_bytes:
+                text = table + "\n\n" + titles + "\n\n" + "\n".join(refs)
+        if max_bytes is None or width(text) + around <= max_bytes or last:
+            return text, form
+    raise AssertionError("unreachable: the last form cuts instead of raising")
 
 
 def readme_block(views: list[ClaimView], cols: list[Column], links: Links, report_link: str) -> str:
     """The README's matrix: ID | claim | one column per environment | experiment, at most 8 KB."""
     env = environment("md")
-    table, short = fit_matrix(views, cols, links, readme=True)
     machines: dict[str, list[str]] = {}
     for e in env_rows(cols):
         where = f"{e['cpu']}, {e['cores']}, {e['kernel']}"
         where += f" ({e['origin']})" if e["origin"] != "this machine" else ""
         machines.setdefault(where, []).append(e["label"])
-    ctx = {"cols": cols, "machines": list(machines.items()), "report_link": report_link, "table": table,
-           "short": short,
+    ctx = {"cols": cols, "machines": list(machines.items()), "report_link": report_link, "table": "",
+           "short": True,
            "commits": ", ".join(dict.fromkeys(r.commit[:10] for c in cols for r in c.runs)),
            "dates": sorted({r.datetime[:10] for c in cols for r in c.runs})}
-    text = env.get_template("readme.md.j2").render(ctx)
-    if len(text.encode()) > README_MAX and not short:
-        rows, refs = matrix_rows(views, links, True, readme=True)
-        headers = ["ID", "claim", *[heading(c, cols) for c in cols], "experiment"]
-        ctx.update(table=md_table(headers, rows) + "\n\n" + "\n".join(refs), short=True)
-        text = env.get_template("readme.md.j2").render(ctx)
-    if len(text.encode()) > README_MAX:
+    around = width(env.get_template("readme.md.j2").render(ctx))
+    table, form = fit_matrix(views, cols, links, readme=True, max_bytes=README_MAX, around=around)
+    text = env.get_template("readme.md.j2").render(ctx, table=table, short=form.short)
+    if width(text) > README_MAX:
         raise ValueError(f"the README's verdict block would exceed {README_MAX:,} bytes with {len(cols)} environments")
     return text

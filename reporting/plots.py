@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -80,6 +81,8 @@ PLOTS: dict[str, tuple[Plot, ...]] = {
 class Series:
     label: str
     points: list[tuple] = field(default_factory=list)  # (x, value, low, high)
+    env: str = ""  # the environment's column heading, where series are per environment
+    variant: str = ""  # the rest of the label: a figure name, a hue value
 
 
 @dataclass
@@ -111,11 +114,16 @@ def _spread(fig: dict) -> tuple[float, float]:
     return fig["value"], fig["value"]
 
 
-def collect(view: ClaimView, plot: Plot) -> tuple[dict[str, Series], list[dict], str, dict]:
-    """Series keyed by label, the checks on the plotted figures, their unit, one run's settings."""
+def collect(view: ClaimView, plot: Plot, env_axis: bool = False) -> tuple[dict[str, Series], list[dict], str, dict]:
+    """Series keyed by label, the checks on the plotted figures, their unit, one run's settings.
+
+    With env_axis the environments are the categories on the x axis and each series is a variant
+    (a figure, a hue value): for a plot whose x param took a single value, where one point per
+    environment and variant would all sit on top of each other.
+    """
     series: dict[str, Series] = {}
     checks, unit, settings = [], "", {}
-    several_envs = sum(1 for c in view.cells if c.parts) > 1
+    several_envs = sum(1 for c in view.cells if c.parts) > 1 and not env_axis
     names = {c.column.key: heading(c.column, [c.column for c in view.cells]) for c in view.cells}
     for cell in view.cells:
         for part in cell.parts:
@@ -132,14 +140,18 @@ def collect(view: ClaimView, plot: Plot) -> tuple[dict[str, Series], list[dict],
                 if plot.hue and plot.hue in part.params:
                     bits.append(f"{plot.hue}={part.params[plot.hue]}")
                 several_figures = len(plot.y) > 1 or any(ch in "*?[" for p in plot.y for ch in p)
-                if plot.x:
+                if env_axis:
+                    x = names[cell.column.key]
+                elif plot.x:
                     x = part.params[plot.x]
                 elif several_figures:  # bars per figure, one per environment: the figures are the categories
                     x, bits = name, [b for b in bits if b != name]
                 else:
                     x = _category(part, plot)
-                label = " · ".join(bits) or (names[cell.column.key] if several_figures and not plot.x else name)
-                s = series.setdefault(label, Series(label))
+                label = " · ".join(bits) or (names[cell.column.key] if several_figures and not plot.x and not env_axis
+                                             else name)
+                s = series.setdefault(label, Series(label, env=bits[0] if several_envs else "",
+                                                    variant=" · ".join(bits[1:] if several_envs else bits)))
                 if all(p[0] != x for p in s.points):  # a baseline measured beside several parts: its first
                     lo, hi = _spread(fig)
                     s.points.append((x, fig["value"], lo, hi))
@@ -161,14 +173,44 @@ def _axis_scale(unit: str, values: list[float]) -> tuple[float, str]:
     return shown / mid, name
 
 
+def dodge(xs: list[float], count: int, log: bool) -> list[float]:
+    """Offsets for `count` series sharing x values, so their points and whiskers sit side by side:
+    together they span at most 6% of the axis (in decades on a log axis), centred on each x."""
+    if count < 2 or len(xs) < 2:
+        return [0.0] * count
+    span = math.log10(xs[-1] / xs[0]) if log else xs[-1] - xs[0]
+    step = 0.06 * span / count
+    return [(i - (count - 1) / 2) * step for i in range(count)]
+
+
+MARKERS, DASHES = ("o", "s", "^", "D", "v", "P"), ("-", "--", ":", "-.")
+
+
+def styles(series: dict[str, Series]) -> dict[str, dict]:
+    """Where series are environments × variants: a colour per environment, a marker and dash per variant."""
+    envs = list(dict.fromkeys(s.env for s in series.values()))
+    variants = list(dict.fromkeys(s.variant for s in series.values()))
+    if len(envs) < 2 or len(variants) < 2 or "" in envs:
+        return {}
+    return {s.label: {"color": f"C{envs.index(s.env) % 10}", "marker": MARKERS[variants.index(s.variant) % 6],
+                      "linestyle": DASHES[variants.index(s.variant) % 4]} for s in series.values()}
+
+
 def _lines(ax, series: dict[str, Series], plot: Plot, factor: float) -> None:
-    for s in series.values():
+    xs = sorted({p[0] for s in series.values() for p in s.points})
+    log_x = xs[0] > 0 and xs[-1] / xs[0] >= 50
+    shared = len(series) > 1 and any(len({p[0] for p in s.points} & {p[0] for p in t.points}) > 0
+                                     for i, s in enumerate(series.values())
+                                     for t in list(series.values())[i + 1:])
+    offsets = dodge(xs, len(series), log_x) if shared else [0.0] * len(series)
+    style = styles(series)
+    for s, off in zip(series.values(), offsets):
         pts = sorted(s.points, key=lambda p: sort_key(p[0]))
         err = [[max(0.0, (p[1] - p[2]) * factor) for p in pts], [max(0.0, (p[3] - p[1]) * factor) for p in pts]]
-        ax.errorbar([p[0] for p in pts], [p[1] * factor for p in pts], yerr=err, marker="o", capsize=3,
-                    label=s.label)
-    xs = sorted({p[0] for s in series.values() for p in s.points})
-    if xs[0] > 0 and xs[-1] / xs[0] >= 50:
+        at = [p[0] * 10 ** off if log_x else p[0] + off for p in pts]
+        ax.errorbar(at, [p[1] * factor for p in pts], yerr=err, markersize=4, capsize=3, label=s.label,
+                    **style.get(s.label, {"marker": "o"}))
+    if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: tick(v)))
     if len(xs) <= 12:
@@ -177,9 +219,10 @@ def _lines(ax, series: dict[str, Series], plot: Plot, factor: float) -> None:
     ax.set_xlabel(plot.x)
 
 
-def _bars(ax, series: dict[str, Series], plot: Plot, factor: float) -> bool:
+def _bars(ax, series: dict[str, Series], plot: Plot, factor: float, order: list | None = None) -> bool:
     """Grouped bars, one per series in each category; horizontal when the categories are many."""
-    cats = sorted({p[0] for s in series.values() for p in s.points}, key=sort_key)
+    present = {p[0] for s in series.values() for p in s.points}
+    cats = [c for c in order if c in present] if order else sorted(present, key=sort_key)
     width = 0.8 / len(series)
     horizontal = len(cats) > 6
     for i, s in enumerate(series.values()):
@@ -222,11 +265,21 @@ def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
     if not series:
         by = f" by {plot.x}" if plot.x else ""
         return None, f"Plot “{plot.title}” left out: no run recorded {', '.join(plot.y)}{by}."
+    xs = {p[0] for s in series.values() for p in s.points}
+    single_x = plot.x is not None and len(xs) == 1  # no sweep here: environments side by side instead
+    title = plot.title
+    if single_x:
+        title += f" ({plot.x} = {tick(next(iter(xs))) if _number(next(iter(xs))) else next(iter(xs))})"
+        series, checks, unit, settings = collect(view, plot, env_axis=True)
     values = [v for s in series.values() for _, v, _, _ in s.points]
     factor, axis_unit = _axis_scale(unit, values)
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
     horizontal = False
-    if plot.x is not None and all(_number(x) for s in series.values() for x, *_ in s.points):
+    if single_x:
+        cols = [c.column for c in view.cells]
+        _bars(ax, series, plot, factor, order=[heading(c, cols) for c in cols])
+        ax.set_xlabel("environment")
+    elif plot.x is not None and all(_number(x) for s in series.values() for x, *_ in s.points):
         _lines(ax, series, plot, factor)
     else:
         horizontal = _bars(ax, series, plot, factor)
@@ -239,7 +292,7 @@ def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
     name = axis_unit if axis_unit not in ("", "x") else ("ratio" if axis_unit == "x" else "value")
     value_axis.set_label_text(name)
     value_axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: tick(v)))
-    ax.set_title(f"{view.id}: {plot.title}", fontsize=10)
+    ax.set_title(f"{view.id}: {title}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     fig.tight_layout()
@@ -247,7 +300,7 @@ def draw(view: ClaimView, plot: Plot, index: int) -> tuple[Drawn | None, str]:
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     file = f"plots/{view.id}-{index}-{slugify(plot.title)}.png"
-    alt = f"{view.id}: {plot.title} ({', '.join(series)})"
+    alt = f"{view.id}: {title}"  # short: the legend inside the image names the series
     return Drawn(view.id, plot, file, buf.getvalue(), alt), ""
 
 

@@ -124,12 +124,30 @@ def test_pages_open_with_verdict_caveat_and_deciding_figures_in_words(write_run,
     assert "thread_cores was 1.01 cores (95% interval 0.99–1.02 cores, n=7); needs at most 1.3 cores: passed" in page
     assert "thread_speedup was 0.95× (95% interval 0.9–1.6×, n=7); needs at most 1.5×: undecided" in page
     assert page.count("same note") == 1
-    assert f"]({os.path.relpath(pages.ROOT / claim.file, out / 'claims')})" in page
+    assert f"Experiment: `{claim.file}`." in page  # out lies outside the repository: no link
     assert claim.control in page
     html = (out / "site" / "claims" / "TH4.html").read_text()
     assert "<details><summary>Checks" in html and 'id="TH4"' in html
     for page in (out / "site").rglob("*.html"):  # offline: nothing fetched from elsewhere
         assert not re.search(r'(src|href)="(https?:)?//', page.read_text()), page
+
+
+def test_experiment_links_are_relative_to_the_page_inside_the_repository(write_run, tmp_path):
+    write_run("0001.json", [bench()])
+    claim = CLAIMS["TH4"]
+    inside = pages.ROOT / "results"  # rendered in memory only: nothing is written into the checkout
+    files = build.prepare([tmp_path / "runs"], inside, repo=None).files
+    page = files[inside / "claims" / "TH4.md"]
+    assert f"Experiment: [{claim.file}](../../{claim.file})." in page
+    assert f'href="../../../{claim.file}"' in files[inside / "site" / "claims" / "TH4.html"]
+    assert f"](../{claim.file}))" in files[inside / "REPORT.md"]
+    outside = tmp_path / "elsewhere"
+    files = build.prepare([tmp_path / "runs"], outside, repo=None).files
+    for path in (outside / "claims" / "TH4.md", outside / "site" / "claims" / "TH4.html", outside / "REPORT.md"):
+        text = files[path]
+        assert claim.file in text and f"/{claim.file}" not in text, path  # no ../../../<checkout>/experiments/…
+    assert f"Experiment: `{claim.file}`." in files[outside / "claims" / "TH4.md"]
+    assert f"<code>{claim.file}</code>" in files[outside / "site" / "claims" / "TH4.html"]
 
 
 def test_index_names_the_machine_and_has_contents_with_stable_anchors(write_run, tmp_path):
@@ -152,6 +170,79 @@ def test_no_markdown_table_line_is_over_200_characters(write_run, tmp_path):
     for page in [out / "REPORT.md", *sorted((out / "claims").glob("*.md"))]:
         for line in table_lines(page.read_text()):
             assert len(line) <= pages.MAX_LINE, (page.name, line)
+
+
+SIX = [env(python="3.11.7"), env(python="3.12.1"), env(python="3.13.0"), env(python="3.13.5"),
+       env(python="3.13.5", free_threaded=True, gil="off"), env(python="3.14.0", free_threaded=True, gil="off")]
+
+
+def _six_environments(write_run) -> None:
+    """Six environments on two machine folders (longer headings), every run stale (†), TH4 flipping
+    (bold) and refuted where the catalogue expects a caveat (⚠): the widest verdict cells there are,
+    beside parts with long test names and long parameter names and values."""
+    long_params = {f"a_rather_long_parameter_name_{i}": f"value-{'x' * 24}-{i}" for i in range(4)}
+    for k, e in enumerate(SIX):
+        root = "gathered/" + ("machine-a" if k < 3 else "a-machine-with-a-long-folder-name")
+        parts = [bench(claim=cid, name=f"test_{cid}") for cid in TESTABLE if cid not in ("TH4", "CM1")]
+        parts += [bench(claim="TH4", verdict="refuted" if k % 2 else "holds", checks=[check(passed=not k % 2)])]
+        parts += [bench(claim="CM1", name=f"test_channel_delivers_every_message_intact_{'and_more_' * 4}[{i}]",
+                        params={**long_params, "payload": 65536 * i},
+                        checks=[check("round_trip_latency_of_a_message_between_two_workers", 0.00012, "<=", 0.01,
+                                      "s", interval=[0.0001, 0.00013], n=15, why="w" * 300),
+                                check("n" * 120, role="caveat", op=">=")],
+                        figures={"round_trip_latency": figure(0.00012, "ns per message (batched waits, " + "y" * 60
+                                                              + ")", interval=[0.0001, 0.00013], n=15)})
+                  for i in range(3)]
+        write_run("0001.json", parts, env=e, root=root)
+
+
+def test_no_table_line_is_over_200_characters_with_six_environments(write_run, tmp_path):
+    _six_environments(write_run)
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    out = tmp_path / "out"
+    status = report.main([str(tmp_path / "gathered"), "--out", str(out), "--readme", str(readme), "--include-stale"])
+    assert status == 0
+    block = readme.read_text().split("<!-- verdicts:begin -->")[1].split("<!-- verdicts:end -->")[0]
+    assert len(block.encode()) <= pages.README_MAX
+    written = sorted(out.rglob("*.md"))
+    assert len(written) == 1 + len(CLAIMS)
+    index = (out / "REPORT.md").read_text()
+    assert "**refuted** ⚠ †" in index or "**refuted ⚠ †**" in index  # the widest cells were there to fit
+    for name, text in [("README block", block)] + [(p.name, p.read_text()) for p in written]:
+        for line in table_lines(text):  # counted in bytes: within 200 however a reader counts
+            assert len(line.encode()) <= pages.MAX_LINE, (name, len(line.encode()), line)
+    cm1 = (out / "claims" / "CM1.md").read_text()
+    assert "| E1 | P1 | support |" in cm1 and "- P1: a_rather_long_parameter_name_0=value-" in cm1  # below the table
+    for text in (block, index):  # the environments' names whole, below the matrix when too wide for its header
+        assert "CPython 3.14.0t (GIL off) (a-machine-with-a-long-folder-name)" in text
+    for claim in CLAIMS.values():  # every title is still published whole, in the index and the README
+        assert f"[{claim.id}](claims/{claim.id}.md): {claim.title}" in index
+        assert claim.title in block
+
+
+def test_matrix_keeps_full_names_and_titles_while_they_fit(write_run, tmp_path):
+    write_run("0001.json", [bench()], env=SIX[0])
+    write_run("0001.json", [bench(verdict="refuted", checks=[check(passed=False)])], env=SIX[4])
+    _, out = build_report(tmp_path)
+    index = (out / "REPORT.md").read_text()
+    cell = "[**holds** (expected holds-with-caveat) (stale)][TH4a]"
+    assert f"| [TH4](claims/TH4.md) | {CLAIMS['TH4'].title} | {cell} |" in index
+    assert "[TH4a]: claims/TH4.md#env-" in index and "…" not in "\n".join(table_lines(index))
+
+
+@pytest.mark.parametrize("count", [1, 7, 30])
+def test_md_table_keys_long_columns_then_cuts(count):
+    rows = [[f"environment {i % 3}", "p" * 190 + str(i), "value"] for i in range(count)]
+    text = pages.md_table(["environment", "part", "value"], rows, keys={1: "P", 0: "E"})
+    lines = table_lines(text)
+    assert all(pages.width(line) <= pages.MAX_LINE for line in lines) and "…" not in text
+    assert lines[2] == "| environment 0 | P1 | value |"
+    assert f"- P{count}: {'p' * 190}{count - 1}" in text
+    wide = pages.md_table(["a", "b"], [["µ" * 150, "x" * 150]])
+    assert all(pages.width(line) <= pages.MAX_LINE for line in table_lines(wide)) and "…" in wide
+    with pytest.raises(pages.TooWide):
+        pages.md_table(["a"], [["y" * 300]], cut=False)
 
 
 # --- numbers people read ---------------------------------------------------------------------------
@@ -202,6 +293,50 @@ def test_declared_plots_draw_the_claims_figures_with_thresholds_and_intervals(wr
     series, checks_, unit, _ = plots.collect(th4, plots.PLOTS["TH4"][1])
     assert set(series) == {"thread_cores", "process_cores"} and unit == "cores"
     assert [c["threshold"] for c in checks_] == [1.3, 1.3]  # threshold lines come from the run's checks
+
+
+def _th4_views(write_run, tmp_path, workers=(2,)):
+    for e, cores in ((ENV, 1.0), (FREE_THREADED, 1.9)):
+        parts = [bench(name=f"test_w[{k}]", params={"workers": k}, checks=[check(value=cores)],
+                       figures={"thread_cores": figure(cores, "cores", interval=[cores - 0.1, cores + 0.1], n=7),
+                                "process_cores": figure(1.8, "cores", q1=1.6, q3=1.9)}) for k in workers]
+        write_run("0001.json", parts, env=e)
+    views = build.prepare([tmp_path / "runs"], tmp_path / "o", repo=None).views
+    return next(v for v in views if v.id == "TH4")
+
+
+def test_a_plot_whose_x_took_one_value_puts_the_environments_side_by_side(write_run, tmp_path):
+    th4 = _th4_views(write_run, tmp_path)
+    plot = plots.PLOTS["TH4"][1]  # cores kept busy, x = workers: only workers=2 was measured
+    series, *_ = plots.collect(th4, plot, env_axis=True)
+    assert set(series) == {"thread_cores", "process_cores"}  # hue: the variant, not the environment
+    envs = ["CPython 3.13.5", "CPython 3.13.5t (GIL off)"]
+    for s in series.values():
+        assert [p[0] for p in s.points] == envs  # x: the environments, each with its own whiskers
+    assert series["thread_cores"].points[1][1:] == pytest.approx((1.9, 1.8, 2.0))
+    drawn, note = plots.draw(th4, plot, 2)
+    assert note == "" and drawn.alt == "TH4: Cores kept busy (workers = 2)"
+
+
+def test_a_real_sweep_keeps_a_line_per_environment_dodged_and_alt_text_stays_short(write_run, tmp_path):
+    th4 = _th4_views(write_run, tmp_path, workers=(2, 4, 8))
+    series, *_ = plots.collect(th4, plots.PLOTS["TH4"][1])
+    assert len(series) == 4 and all(len(s.points) == 3 for s in series.values())
+    assert {s.env for s in series.values()} == {"CPython 3.13.5", "CPython 3.13.5t (GIL off)"}
+    styles = plots.styles(series)  # a colour per environment, a marker per figure
+    assert len({st["color"] for st in styles.values()}) == 2 and len({st["marker"] for st in styles.values()}) == 2
+    offsets = plots.dodge([2, 4, 8], 4, log=False)
+    assert offsets == sorted(offsets) and len(set(offsets)) == 4 and sum(offsets) == pytest.approx(0)
+    assert max(offsets) - min(offsets) <= 0.06 * (8 - 2)
+    log_offsets = plots.dodge([10, 100, 4000], 3, log=True)
+    assert log_offsets[1] == 0 and 0 < log_offsets[2] <= 0.06 * 3
+    assert plots.dodge([2, 4], 1, log=False) == [0.0]
+    drawn, _ = plots.draw(th4, plots.PLOTS["TH4"][1], 2)
+    assert drawn.alt == "TH4: Cores kept busy"
+    _, out = build_report(tmp_path)
+    for page in [*(out / "claims").glob("*.md"), *(out / "site" / "claims").glob("*.html")]:
+        for alt in re.findall(r'!\[([^]]*)\]\(|alt="([^"]*)"', page.read_text()):
+            assert len("".join(alt)) <= 80, (page.name, alt)
 
 
 def test_a_declared_figure_missing_from_the_run_leaves_its_plot_out_with_a_note(write_run, tmp_path):
