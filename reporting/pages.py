@@ -1,7 +1,7 @@
 """Pages from templates (templates/): the index, a page per claim, the README's block.
 
 Markdown and HTML come from the same context, built here; the templates only lay it out.
-Markdown tables go through ``md_table``, which keeps every line within MAX_LINE characters.
+Markdown tables go through ``md_table``, which keeps every line within MAX_LINE (counted in UTF-8 bytes).
 """
 from __future__ import annotations
 
