@@ -87,7 +87,7 @@ def md_table(headers: list[str], rows: list[list], max_line: int = MAX_LINE, cut
         names: dict[str, str] = {}
         for row in body:
             row[column] = names.setdefault(row[column], f"{prefix}{len(names) + 1}")
-        legends += [f"- {key}: {md_cell(value)}" for value, key in names.items()]
+        legends += [f"- {key}: {value}" for value, key in names.items()]
     lines = []
     for row in [head, *body]:
         line = _line(row)
