@@ -335,12 +335,13 @@ def settle(benchmark, evidence, tally: Tally, world: str, channel: str, size: in
         evidence.note("in-process queue: messages pass by reference (the fraction of echoes that are the very "
                       "object sent is a figure), so no byte is copied, an echo cannot differ from what was "
                       "sent, and MB/s counts no copied bytes; delivery is decided by the peer's counts")
-    evidence.support("stream_messages_lost", tally.stream_sent - tally.stream_delivered, "<=", LOST_ALLOWED,
-                     "messages", why="the peer counted every stream message the client sent")
-    evidence.support("stream_bytes_lost", tally.stream_bytes_sent - tally.stream_bytes_delivered, "<=",
-                     LOST_ALLOWED, "bytes", why="the peer received every byte of the stream")
+    evidence.support("stream_messages_lost", value=tally.stream_sent - tally.stream_delivered, op="<=",
+                     threshold=LOST_ALLOWED,
+                     unit="messages", why="the peer counted every stream message the client sent")
+    evidence.support("stream_bytes_lost", value=tally.stream_bytes_sent - tally.stream_bytes_delivered, op="<=",
+                     threshold=LOST_ALLOWED, unit="bytes", why="the peer received every byte of the stream")
     if copies:
-        evidence.support("echoes_corrupted", tally.corrupted, "<=", LOST_ALLOWED, "messages",
+        evidence.support("echoes_corrupted", value=tally.corrupted, op="<=", threshold=LOST_ALLOWED, unit="messages",
                          why="every echo equals the message sent, byte for byte (the channel copies)")
     evidence.settle(benchmark)
 

@@ -98,9 +98,11 @@ def test_each_task_keeps_its_own_locals_and_context_across_interleavings(benchma
                               "the tasks did not take turns and a shared context could not have shown")
     # Own contexts predict 0 mismatches; one shared context predicts one at nearly every
     # check after another task ran. One mismatch is a counterexample: the threshold is 0.
-    evidence.support("contextvar_mismatches_total", sum(r["mismatches"] for r in rounds), "==", 0, "checks",
+    evidence.support("contextvar_mismatches_total", value=sum(r["mismatches"] for r in rounds), op="==", threshold=0,
+                     unit="checks",
                      why="each task's ContextVar value survives other tasks running and setting theirs")
     # A child's copy predicts its set() never reaches the parent; a shared context, always.
-    evidence.support("children_leaked_into_parent", sum(r["child_leaked"] for r in rounds), "==", 0, "tasks",
+    evidence.support("children_leaked_into_parent", value=sum(r["child_leaked"] for r in rounds), op="==",
+                     threshold=0, unit="tasks",
                      why="a child's set() changes only its own copy of the context")
     evidence.settle(benchmark, expect="holds")

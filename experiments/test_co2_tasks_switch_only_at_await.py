@@ -134,7 +134,8 @@ def test_coroutine_runs_undisturbed_between_awaits(benchmark, evidence, loop):
             f"task {awaited} times (median), so an interleaving could not have shown")
     # The program decides predicts 0 steps interleaved without an await; preemption, as the
     # thread control shows, predicts about one per switch interval. One is a counterexample.
-    evidence.support("interleaved_steps_without_await", sum(r["no_await"] for r in rounds), "==", 0, "steps",
+    evidence.support("interleaved_steps_without_await", value=sum(r["no_await"] for r in rounds), op="==",
+                     threshold=0, unit="steps",
                      why="the loop cannot take the CPU from a coroutine that does not await")
     evidence.settle(benchmark, expect="holds")
 

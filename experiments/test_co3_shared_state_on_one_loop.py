@@ -154,7 +154,8 @@ def test_counter_without_await_inside_update_is_exact(benchmark, evidence, loop)
     require_control(evidence, base["await_inside"])
     # No switch without an await predicts 0 lost; coroutines switched anywhere (as threads
     # are) predict losses. One lost update is a counterexample: the threshold is 0.
-    evidence.support("lost_updates_total", sum(lost(c) for _, c in samples), "==", 0, "increments",
+    evidence.support("lost_updates_total", value=sum(lost(c) for _, c in samples), op="==", threshold=0,
+                     unit="increments",
                      why="no switch can happen between a read and its write without an await")
     evidence.settle(benchmark, expect="holds")
 
@@ -188,6 +189,7 @@ def test_asyncio_lock_restores_exact_count_at_a_cost(benchmark, evidence, loop):
     evidence.figure("uncontended_lost_updates", unit="increments", samples=[lost(c) for _, c in base["uncontended"]])
     # Switches only at awaits, which the lock guards, predict 0 lost; a loop that could switch
     # elsewhere would break asyncio.Lock's plain check-and-set. One lost update refutes.
-    evidence.support("lost_updates_total", sum(lost(c) for _, c in samples), "==", 0, "increments",
+    evidence.support("lost_updates_total", value=sum(lost(c) for _, c in samples), op="==", threshold=0,
+                     unit="increments",
                      why="asyncio.Lock keeps other tasks out across the await")
     evidence.settle(benchmark, expect="holds")

@@ -285,13 +285,13 @@ def test_tasks_cost_far_less_memory_than_threads(benchmark, evidence):
     thread_ceiling = evidence.figure("thread_ceiling", min(by_limits, by_memory), "threads")
     evidence.note("the caps are this suite's bounds, so the ceilings are projections from the measured per-unit "
                   "figures and the kernel limits read now")
-    evidence.support("resident_ratio", th["per_unit"]["resident"] / tk["per_unit"]["resident"], ">=",
-                     MIN_RESIDENT_RATIO, "x",
+    evidence.support("resident_ratio", value=th["per_unit"]["resident"] / tk["per_unit"]["resident"], op=">=",
+                     threshold=MIN_RESIDENT_RATIO, unit="x",
                      why="a thread's resident cost (stack pages, thread state) vs a task's heap objects")
     # a projection from the same figures as resident_ratio (never below it), so no check
     evidence.figure("projected_ceiling_ratio", task_ceiling / thread_ceiling, "x (projection: task/thread ceiling)")
     # The notes' 8 MB + 64 MB per thread as memory used predicts memory binds first; threads
     # that cost tens of KiB predict the kernel's count limits bind first.
-    evidence.caveat("thread_ceiling_by_kernel_limits", by_limits, "<", by_memory, "threads",
+    evidence.caveat("thread_ceiling_by_kernel_limits", value=by_limits, op="<", threshold=by_memory, unit="threads",
                     why="the thread ceiling is a kernel count limit (maps, pids), not the 8 MB x N the notes imply")
     evidence.settle(benchmark, expect="holds-with-caveat")

@@ -159,12 +159,12 @@ def test_read_copies_page_cache_while_mmap_maps_it(benchmark, evidence, cached_f
         why="read()'s cost is the kernel copying page-cache pages into the user buffer (tick-sampled per round)",
     )
     evidence.support(
-        "read_buffer_sees_later_write", copied_seen, "<=", 0.5, "of pages",
+        "read_buffer_sees_later_write", value=copied_seen, op="<=", threshold=0.5, unit="of pages",
         why="the read buffer is the caller's copy: rewriting the file afterwards leaves it as read (a kernel "
             "page handed to the caller would show the new byte: 1)",
     )
     evidence.caveat(
-        "mmap_sees_later_write", mapped_seen, ">=", 0.5, "of pages",
+        "mmap_sees_later_write", value=mapped_seen, op=">=", threshold=0.5, unit="of pages",
         why="the mapping is the page-cache page itself: a write through the descriptor shows through it (a copy: 0)",
     )
     evidence.caveat(

@@ -128,12 +128,13 @@ def test_receive_buffer_size_bounds_what_sender_can_push(benchmark, evidence):
             evidence.figure(f"{size}_{key}", unit="B", samples=[r[i][key] for r in runs])
     every = [r for pair in runs for r in pair]
     evidence.support(
-        "accounted_fraction_min", min((r["in_receiver"] + r["unsent_in_sender"]) / r["accepted"] for r in every),
-        ">=", MIN_ACCOUNTED_FRACTION, "",
+        "accounted_fraction_min", value=min((r["in_receiver"] + r["unsent_in_sender"]) / r["accepted"] for r in every),
+        op=">=", threshold=MIN_ACCOUNTED_FRACTION, unit="",
         why="every byte send() accepted sits in a kernel buffer: the peer's queue or the sender's",
     )
     evidence.support(
-        "receiver_fill_max", max(r["in_receiver"] / r["rcvbuf"] for r in every), "<=", 1.0, "x SO_RCVBUF",
+        "receiver_fill_max", value=max(r["in_receiver"] / r["rcvbuf"] for r in every), op="<=", threshold=1.0,
+        unit="x SO_RCVBUF",
         why="the receive queue never holds more than the receive buffer allows",
     )
     evidence.figure("accepted_over_buffers_max", max(r["accepted"] / (r["rcvbuf"] + r["sndbuf"]) for r in every),

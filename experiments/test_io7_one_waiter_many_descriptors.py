@@ -162,7 +162,8 @@ def test_one_wait_finds_the_ready_descriptor_among_n(benchmark, evidence, select
                         samples=per_fd_cost_single_threaded(selector, n_fds))
     if selector == "select":
         select_refusal(evidence)
-    evidence.support("ready_reported_per_wait", min(min(r, br) for *_, r, br in rounds), "==", 1, "fds",
+    evidence.support("ready_reported_per_wait", value=min(min(r, br) for *_, r, br in rounds), op="==", threshold=1,
+                     unit="fds",
                      why="one waiter reports exactly the one ready descriptor among the idle ones (a scan that "
                          "missed it would report 0)")
     growth = [c / b for c, b, *_ in rounds]
@@ -231,6 +232,6 @@ def test_one_thread_with_a_selector_serves_n_connections(benchmark, evidence):
     evidence.figure("messages_per_round", SERVE_CONNECTIONS, unit="messages")
     evidence.figure("round_time", unit="ms", samples=[t * 1e3 for t in benchmark.stats.stats.data])
     evidence.figure("server_threads", len(handled["threads"]), "threads")  # one by construction
-    evidence.support("answered_fraction", answered["answered"] / answered["sent"], "==", 1.0,
+    evidence.support("answered_fraction", value=answered["answered"] / answered["sent"], op="==", threshold=1.0,
                      why=f"{answered['sent']} messages over {SERVE_CONNECTIONS} connections, all echoed")
     evidence.settle(benchmark)

@@ -145,7 +145,7 @@ def test_sock_recv_copies_data_the_kernel_still_holds(benchmark, evidence, loop,
         selector = loop._selector  # private, but the only way to name the selector asyncio chose
         evidence.figure("selector_class", type(selector).__name__)
         poller = os.readlink(f"/proc/self/fd/{selector.fileno()}")
-        evidence.support("selector_kernel_object", poller, "==", uring.POLLER,
+        evidence.support("selector_kernel_object", value=poller, op="==", threshold=uring.POLLER,
                          why="a completion-based loop would wait on an io_uring instance")
     elif uring.POLLER in polls:
         evidence.note("libuv holds an io_uring fd (epoll_ctl batching / file ops); socket reads still "
@@ -240,9 +240,11 @@ def test_stream_read_is_an_epoll_wait_then_a_recv_syscall(benchmark, evidence, l
             evidence.not_measured(f"the traced io_uring control did not show completion-based reads {why}")
     else:
         evidence.note(f"io_uring control not traced: {uring.refusal()}")
-    evidence.support("socket_read_syscalls_per_message", per_message["socket_reads"], "<", CALLS_THRESHOLD, "calls",
+    evidence.support("socket_read_syscalls_per_message", value=per_message["socket_reads"], op="<",
+                     threshold=CALLS_THRESHOLD, unit="calls",
                      why="with AIO the kernel fills the buffer; no recv/read is issued after the event")
-    evidence.support("io_uring_enter_per_message", per_message["io_uring_enter"], ">=", CALLS_THRESHOLD, "calls",
+    evidence.support("io_uring_enter_per_message", value=per_message["io_uring_enter"], op=">=",
+                     threshold=CALLS_THRESHOLD, unit="calls",
                      why="Linux's completion interface is io_uring: each completion is reaped via io_uring_enter")
     evidence.settle(benchmark)
 
@@ -321,8 +323,8 @@ def test_epoll_refuses_regular_files_so_file_reads_run_on_threads(benchmark, evi
         evidence.note(f"io_uring file read not run: {uring.refusal()}")
     if socket_verdict != ACCEPTED:
         evidence.not_measured(f"epoll refused the socket control too ({socket_verdict})")
-    evidence.support("epoll_on_regular_file", file_verdict, "==", ACCEPTED,
+    evidence.support("epoll_on_regular_file", value=file_verdict, op="==", threshold=ACCEPTED,
                      why="a loop can only wait on what epoll accepts; the socket control is " + socket_verdict)
-    evidence.support("loop_add_reader_on_file", add_reader, "==", ACCEPTED,
+    evidence.support("loop_add_reader_on_file", value=add_reader, op="==", threshold=ACCEPTED,
                      why="an AIO-style loop could wait for a file; this loop's selector refuses it")
     evidence.settle(benchmark)

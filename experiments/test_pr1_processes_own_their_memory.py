@@ -134,7 +134,8 @@ def test_child_process_writes_are_invisible_to_parent(benchmark, evidence, start
     )
     # Owning its memory predicts 0 writes seen; shared memory predicts all of them. One seen
     # write is already a counterexample, so the threshold is the claim's own value.
-    evidence.support("parent_sees_child_writes", sum(r["parent_seen"] for r in rounds), "==", 0, "writes",
+    evidence.support("parent_sees_child_writes", value=sum(r["parent_seen"] for r in rounds), op="==", threshold=0,
+                     unit="writes",
                      why="each process has its own copy of the global")
     evidence.settle(benchmark, expect="holds")
 
@@ -190,6 +191,6 @@ def test_forked_child_shares_pages_until_it_writes_them(benchmark, evidence):
         why="writing a page it shared gives the child a private copy of it",
     )
     # The parent's pages after all rounds: owning predicts all still 0x02; sharing, none.
-    evidence.support("parent_buffer_unchanged", int(parent_unchanged), "==", 1,
+    evidence.support("parent_buffer_unchanged", value=int(parent_unchanged), op="==", threshold=1,
                      why="the children's writes went to their own copies")
     evidence.settle(benchmark, expect="holds")

@@ -73,7 +73,7 @@ def test_crashing_child_leaves_parent_and_sibling_running(benchmark, evidence, c
 
     evidence.condition(crash=crash, start_method="fork", rounds=ROUNDS)
     # The supervisor outliving its child is the first prediction: a crash that spread predicts it dead.
-    evidence.support("supervisor_died", int(rounds is None), "==", 0, "supervisors",
+    evidence.support("supervisor_died", value=int(rounds is None), op="==", threshold=0, unit="supervisors",
                      why="the parent went on to report after its children crashed")
     if rounds is None:
         evidence.settle(benchmark, expect="holds")
@@ -85,7 +85,8 @@ def test_crashing_child_leaves_parent_and_sibling_running(benchmark, evidence, c
     if statuses != PROCESS_CRASHES[crash]:
         evidence.not_measured(f"the victim ended with {statuses}, not {PROCESS_CRASHES[crash]}: "
                               "it did not crash as planned")
-    evidence.support("rounds_sibling_dead_after_crash", sum(not r["sibling_alive"] for r in rounds), "==", 0, "rounds",
+    evidence.support("rounds_sibling_dead_after_crash", value=sum(not r["sibling_alive"] for r in rounds), op="==",
+                     threshold=0, unit="rounds",
                      why="the sibling is a separate process; one dead sibling is a counterexample")
     evidence.support(
         "sibling_beats_after_crash_fraction", op=">=", threshold=MIN_BEATS_FRACTION, unit="of the window's beats",
@@ -110,7 +111,7 @@ def test_crashed_worker_breaks_its_process_pool(benchmark, evidence):
                        rounds=POOL_ROUNDS)
     # The pool's owner outliving the crashed worker is what the claim predicts; a crash that
     # spread predicts the owner dead. One death is a counterexample.
-    evidence.support("supervisors_died", died, "==", 0, "rounds",
+    evidence.support("supervisors_died", value=died, op="==", threshold=0, unit="rounds",
                      why="even here, only the worker process died")
     if died:
         evidence.settle(benchmark, expect="holds-with-caveat")
@@ -122,8 +123,10 @@ def test_crashed_worker_breaks_its_process_pool(benchmark, evidence):
     evidence.note("the pool terminates its surviving worker itself (SIGTERM) when it finds one dead")
     # The qualification: a contained crash that still reaches tasks which did not crash. A pool
     # that failed only the crashing task would show 0 innocent failures and keep its work.
-    evidence.caveat("rounds_without_innocent_failures", sum(n == 0 for n in innocent_failed), "==", 0, "rounds",
+    evidence.caveat("rounds_without_innocent_failures", value=sum(n == 0 for n in innocent_failed), op="==",
+                    threshold=0, unit="rounds",
                     why="BrokenProcessPool fails every pending and running future, not just the crashing one")
-    evidence.caveat("rounds_pool_kept_taking_work", sum(not r["refuses_work"] for r in results), "==", 0, "rounds",
+    evidence.caveat("rounds_pool_kept_taking_work", value=sum(not r["refuses_work"] for r in results), op="==",
+                    threshold=0, unit="rounds",
                     why="the pool marked itself broken: it must be replaced")
     evidence.settle(benchmark, expect="holds-with-caveat")

@@ -76,10 +76,12 @@ def test_thread_writes_are_visible_to_other_threads(benchmark, evidence):
     evidence.figure("thread_writes_made", writes, "writes per round")
     # Shared memory predicts every write seen and the very object read back; separate copies
     # (processes, PR1) predict none seen and no such object. One miss refutes sharing.
-    evidence.support("thread_writes_unseen_by_main", sum(writes - r["seen"] for r in rounds), "==", 0, "writes",
+    evidence.support("thread_writes_unseen_by_main", value=sum(writes - r["seen"] for r in rounds), op="==",
+                     threshold=0, unit="writes",
                      why="the thread wrote the main thread's own objects (items plus the writer field)")
     evidence.support(
-        "rounds_with_a_different_object", sum(not r["same_object"] for r in rounds), "==", 0, "rounds",
+        "rounds_with_a_different_object", value=sum(not r["same_object"] for r in rounds), op="==", threshold=0,
+        unit="rounds",
         why="one address space: what the thread created and stored is, read back, the same object (same id())",
     )
     evidence.settle(benchmark, expect="holds")
@@ -133,6 +135,7 @@ def test_unsynchronised_read_modify_write_across_threads_loses_updates(benchmark
     )
     # The control: a lock predicts 0 lost; threads with their own copies would leave the
     # shared counter at 0, every increment lost. Any loss under the lock refutes sharing.
-    evidence.support("lost_updates_locked", sum(total - v for v in finals["locked"]), "==", 0, "updates",
+    evidence.support("lost_updates_locked", value=sum(total - v for v in finals["locked"]), op="==", threshold=0,
+                     unit="updates",
                      why="control: the same loop under a lock is exact")
     evidence.settle(benchmark, expect="holds")

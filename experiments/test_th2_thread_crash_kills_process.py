@@ -74,9 +74,11 @@ def test_native_crash_in_a_thread_kills_the_whole_process(benchmark, evidence, c
     evidence.figure("heartbeats_done", unit=f"of {HEARTBEATS}", samples=[s["beats"] for s in seen])
     # A crash that kills the process predicts a fatal signal and no report in every round;
     # contained threads predict exit 0 and a report. One surviving process is a counterexample.
-    evidence.support("rounds_process_survived", sum(not s["killed"] for s in seen), "==", 0, "rounds",
+    evidence.support("rounds_process_survived", value=sum(not s["killed"] for s in seen), op="==", threshold=0,
+                     unit="rounds",
                      why="a fatal signal is delivered to the process, whichever thread caused it")
-    evidence.support("rounds_main_thread_reported", sum(s["main_reported"] for s in seen), "==", 0, "rounds",
+    evidence.support("rounds_main_thread_reported", value=sum(s["main_reported"] for s in seen), op="==", threshold=0,
+                     unit="rounds",
                      why="the main thread died with the crashing one")
     evidence.settle(benchmark, expect="holds")
 
@@ -93,10 +95,13 @@ def test_python_exception_in_a_thread_ends_only_that_thread(benchmark, evidence)
     evidence.figure("excepthook_saw", ",".join(sorted({name for s in seen for name in s["hook_saw"]})) or "nothing")
     # The caveat: an exception, unlike a native crash, ends one thread only. Every check is a
     # caveat, so a process that died here would take the caveat away, never refute the claim.
-    evidence.caveat("rounds_process_failed", sum(s["status"] != "exit 0" for s in seen), "==", 0, "rounds",
+    evidence.caveat("rounds_process_failed", value=sum(s["status"] != "exit 0" for s in seen), op="==", threshold=0,
+                    unit="rounds",
                     why="an unhandled Python exception ends only its own thread (threading.excepthook reports it)")
-    evidence.caveat("rounds_main_thread_silent", sum(not s["main_reported"] for s in seen), "==", 0, "rounds",
+    evidence.caveat("rounds_main_thread_silent", value=sum(not s["main_reported"] for s in seen), op="==",
+                    threshold=0, unit="rounds",
                     why="the main thread joined both threads and printed its result")
-    evidence.caveat("rounds_without_beats_after_exception", sum(s["beats_after_crash"] == 0 for s in seen), "==", 0,
-                    "rounds", why="the other thread went on working after the exception")
+    evidence.caveat("rounds_without_beats_after_exception", value=sum(s["beats_after_crash"] == 0 for s in seen),
+                    op="==", threshold=0,
+                    unit="rounds", why="the other thread went on working after the exception")
     evidence.settle(benchmark, expect="holds-with-caveat")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import sys
 import sysconfig
 
@@ -76,7 +77,26 @@ def key(gil_enabled_at_end: bool | None = None) -> dict:
     }
 
 
+# What identifies a machine: the CPU model, the cores, the architecture, the system, and the
+# kernel's upstream release. A kernel release is "<upstream>[-<distributor build>]": the
+# distributor's suffix ("-fc-v595", "-1-amd64", "-generic", "+deb13") names a rebuild or a VM image
+# of the same kernel, which changes from one boot of the same machine to the next, so it is left
+# out; the recorded key keeps the whole string. Two runs on one machine whose kernels differ only
+# in that suffix land in one environment.
 MACHINE_FIELDS = ("cpu_model", "cores", "kernel", "machine", "system")
+_UPSTREAM = re.compile(r"^\d+(?:\.\d+)*")
+
+
+def kernel_release(release: str) -> str:
+    """The kernel's upstream release without the distributor's build suffix: 6.18.44-fc-v595 -> 6.18.44."""
+    found = _UPSTREAM.match(release or "")
+    return found.group(0) if found else (release or "")
+
+
+def machine_identity(env: dict) -> tuple:
+    """The fields that say which machine a run was made on (see MACHINE_FIELDS)."""
+    return tuple(kernel_release(str(env.get(k, ""))) if k == "kernel" else str(env.get(k, ""))
+                 for k in MACHINE_FIELDS)
 
 
 def slug(env: dict) -> str:
@@ -84,8 +104,7 @@ def slug(env: dict) -> str:
     build = env["python"] + ("t" if env["free_threaded"] else "")
     gil = {"on": "", "off": "", "re-enabled": "-gil-reenabled"}[env["gil"]]
     jit_part = "-jit" if env.get("jit") == "on" else ""
-    machine = "|".join(str(env.get(k, "")) for k in MACHINE_FIELDS)
-    digest = hashlib.sha1(machine.encode()).hexdigest()[:6]
+    digest = hashlib.sha1("|".join(machine_identity(env)).encode()).hexdigest()[:6]
     return f"{env['implementation']}-{build}{gil}{jit_part}-{env['machine']}-{env['cores']}cpu-{digest}"
 
 

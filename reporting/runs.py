@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import catalogue
+from harness import catalogue, record
 from harness import environment as envkey
 from reporting import schema
 from reporting.schema import InputError
@@ -95,10 +95,29 @@ class Column:
         return None
 
 
+IDENTITY_WORDS = {"cpu_model": "{}", "cores": "{} cores", "kernel": "kernel {}", "machine": "{}", "system": "{}"}
+
+
 def heading(col: Column, cols: list[Column]) -> str:
-    """A column's name among others: its environment, and its machine folder when there are several."""
-    machines = {c.origin for c in cols}
-    return f"{col.label} ({col.origin})" if len(machines) > 1 and col.origin else col.label
+    """A column's name among others, never shared with another column's.
+
+    Its environment, its machine folder when there are several, and, where two columns would
+    still read alike (same interpreter on two machines in one folder), the machine fields that
+    tell them apart (harness.environment.MACHINE_FIELDS).
+    """
+    def base(c: Column) -> str:
+        machines = {x.origin for x in cols}
+        return f"{c.label} ({c.origin})" if len(machines) > 1 and c.origin else c.label
+
+    text = base(col)
+    alike = [c for c in cols if base(c) == text]
+    if len(alike) > 1:
+        identities = [envkey.machine_identity(c.env) for c in alike]
+        mine = envkey.machine_identity(col.env)
+        words = [IDENTITY_WORDS[name].format(value) for i, (name, value) in enumerate(zip(envkey.MACHINE_FIELDS, mine))
+                 if len({ident[i] for ident in identities}) > 1]
+        text += f" ({', '.join(words)})" if words else f" ({col.key})"
+    return text
 
 
 def find_files(paths: list[Path]) -> list[tuple[Path, Path]]:
@@ -136,7 +155,11 @@ def read_json(path: Path) -> dict:
 def load_run(path: Path, root: Path, several_roots: bool) -> Run | None:
     """The run, validated; None (with a warning) for a run of the older format without an environment."""
     data = read_json(path)
-    if "environment" not in data:
+    try:
+        fmt = record.format_of(data)
+    except record.FormatError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if fmt is None:
         warn(f"{path}: ignored: an older run without an environment key (remake it with the current suite)")
         return None
     schema.environment(data["environment"], str(path))
@@ -210,14 +233,19 @@ def _version(text: str) -> tuple:
 
 
 def check_catalogued(runs: list[Run], claims: dict[str, catalogue.Claim], where: str) -> None:
-    """Refuse when no run records any catalogued claim: an empty report must not replace a good one."""
+    """Refuse a run that records claims the catalogue lacks, and a set of runs with no catalogued claim.
+
+    A renamed or split claim must not publish every claim as not measured over a good report:
+    the run is refused with the unknown IDs named, and nothing is written.
+    """
+    for run in runs:
+        unknown = sorted(run.claims() - set(claims))
+        if unknown:
+            raise InputError(f"{run.path}: records claims not in catalogue.toml: {', '.join(unknown)}; "
+                             "remake the run or restore the claims; nothing written")
     recorded = set().union(*(r.claims() for r in runs)) if runs else set()
-    unknown = sorted(recorded - set(claims))
     if not recorded & set(claims):
-        extra = f" (claims found: {', '.join(unknown)})" if unknown else ""
-        raise InputError(f"{where}: no run records any claim of catalogue.toml{extra}; nothing written")
-    if unknown:
-        warn(f"ignored claims not in catalogue.toml: {', '.join(unknown)}")
+        raise InputError(f"{where}: no run records any claim of catalogue.toml; nothing written")
 
 
 def warn(message: str) -> None:

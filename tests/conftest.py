@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from harness import environment
+from harness import environment, record
 
 ENV = {"implementation": "CPython", "python": "3.13.5", "free_threaded": False, "gil": "on", "jit": "absent",
        "cpu_model": "Test CPU 9000", "cores": 2, "cpus_available": 2, "kernel": "6.1.0-test", "machine": "x86_64",
@@ -63,7 +63,8 @@ def skipped(claim="PR4", part="test_processes_run_in_parallel[2-workers]", reaso
 def run_json(benchmarks, environment_=None, not_measured=(), selected=None, when="2026-01-01T00:00:00",
              commit="abc123"):
     claims = {b["extra_info"]["claim"] for b in benchmarks} | {m["claim"] for m in not_measured}
-    return {"machine_info": {"node": "test"}, "commit_info": {"id": commit, "dirty": False},
+    return {"suite_format": record.SUITE_FORMAT, "machine_info": {"node": "test"},
+            "commit_info": {"id": commit, "dirty": False},
             "benchmarks": benchmarks, "datetime": when, "version": "5.3.1",
             "environment": dict(environment_ or ENV), "not_measured": list(not_measured),
             "claims_selected": sorted(claims) if selected is None else selected}

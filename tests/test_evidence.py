@@ -88,7 +88,7 @@ class FakeBenchmark:
 def test_settle_records_evidence_and_accepts_the_expected_verdict():
     ev = Evidence(CLAIM, "part", settings={"N": 3})
     ev.condition(loop="uvloop")
-    assert ev.support("speedup", 1.02, "<=", 1.25, "x") is True
+    assert ev.support("speedup", value=1.02, op="<=", threshold=1.25, unit="x") is True
     bench = FakeBenchmark()
     assert ev.settle(bench) == "holds"
     info = bench.extra_info
@@ -100,7 +100,7 @@ def test_settle_records_evidence_and_accepts_the_expected_verdict():
 
 def test_settle_fails_naming_the_figure_and_threshold_when_reality_disagrees():
     ev = Evidence(CLAIM, "part")
-    ev.support("thread_speedup", 1.9, "<=", 1.25, "x", why="GIL")
+    ev.support("thread_speedup", value=1.9, op="<=", threshold=1.25, unit="x", why="GIL")
     bench = FakeBenchmark()
     with pytest.raises(AssertionError) as err:
         ev.settle(bench)
@@ -112,14 +112,14 @@ def test_settle_fails_naming_the_figure_and_threshold_when_reality_disagrees():
 
 def test_settle_refuses_a_benchmark_that_never_ran():
     ev = Evidence(CLAIM, "part")
-    ev.support("x", 1, "==", 1)
+    ev.support("x", value=1, op="==", threshold=1)
     with pytest.raises(RuntimeError, match="needs a benchmark that has run"):
         ev.settle(FakeBenchmark(ran=False))
 
 
 def test_unknown_comparison_is_refused():
     with pytest.raises(ValueError, match="unknown comparison"):
-        Evidence(CLAIM, "p").support("x", 1, "~", 1)
+        Evidence(CLAIM, "p").support("x", value=1, op="~", threshold=1)
 
 
 def test_samples_give_median_and_quartiles():

@@ -51,10 +51,25 @@ def test_schedstat_counts_this_threads_cpu():
 
 @pytest.mark.parametrize("change, differs", [({"python": "3.13.5"}, True), ({"free_threaded": True}, True),
                                              ({"gil": "re-enabled", "free_threaded": True}, True),
-                                             ({"cpus_available": 1}, False)])
+                                             ({"cpus_available": 1}, False),
+                                             ({"kernel": "6.18.44-fc-v1098"}, False),
+                                             ({"kernel": "6.19.1-fc-v1098"}, True),
+                                             ({"cpu_model": "Other CPU"}, True)])
 def test_the_environment_slug_keeps_environments_apart(change, differs):
     env = environment.key()
     assert (environment.slug(env) != environment.slug({**env, **change})) is differs
+
+
+@pytest.mark.parametrize("release, upstream", [("6.18.44-fc-v595", "6.18.44"), ("6.1.0-28-amd64", "6.1.0"),
+                                               ("5.15.0-91-generic", "5.15.0"), ("6.12.9+deb13-amd64", "6.12.9"),
+                                               ("6.8", "6.8"), ("weird", "weird")])
+def test_a_kernel_release_loses_its_build_suffix(release, upstream):
+    assert environment.kernel_release(release) == upstream
+
+
+def test_two_kernels_differing_only_in_the_build_suffix_are_one_environment():
+    env = {**environment.key(), "kernel": "6.18.44-fc-v595"}
+    assert environment.slug(env) == environment.slug({**env, "kernel": "6.18.44-fc-v1098"})
 
 
 def test_a_free_threaded_run_whose_gil_came_back_is_labelled_so():

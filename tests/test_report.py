@@ -448,6 +448,10 @@ BAD_RUNS = {
     "bad interval": lambda d: d["benchmarks"][0]["extra_info"]["checks"][0].update(interval=[1]),
     "unknown GIL state": lambda d: d["environment"].update(gil="maybe"),
     "not-measured entry without reason": lambda d: d.update(not_measured=[{"claim": "TH4", "part": "x"}]),
+    "foreign claim IDs": lambda d: d["benchmarks"].append(
+        {**d["benchmarks"][0], "extra_info": {**d["benchmarks"][0]["extra_info"], "claim": "ZZTH4"}}),
+    "unknown suite_format": lambda d: d.update(suite_format=99),
+    "suite_format not an int": lambda d: d.update(suite_format="2"),
 }
 
 
@@ -485,6 +489,25 @@ def test_bad_input_exits_2_with_one_line_and_leaves_the_report_untouched(case, w
     assert len(err) == 1 and err[0].startswith("report.py: "), err
     assert _outputs(tmp_path / "out") == before
     assert readme.read_text() == README
+
+
+def test_a_foreign_claim_id_is_refused_naming_it(write_run, tmp_path, capsys):
+    write_run("0001.json", [bench(), bench(claim="ZZTH4"), bench(claim="ZZPR4")])
+    status, _ = build_report(tmp_path)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "ZZPR4, ZZTH4" in err and "0001.json" in err
+
+
+def test_a_run_without_suite_format_but_with_an_environment_is_format_1(write_run, tmp_path):
+    from harness import record
+    from tests.conftest import run_json
+
+    data = run_json([bench()])
+    del data["suite_format"]
+    assert record.format_of(data) == 1
+    write_run("0001.json", [], raw=json.dumps(data))
+    assert build_report(tmp_path)[0] == 0
 
 
 def test_older_runs_without_an_environment_are_ignored_with_a_warning(write_run, tmp_path, capsys):
@@ -547,3 +570,26 @@ def test_publishing_leaves_stale_runs_out_and_fails_only_when_none_remains(write
     else:
         assert status == 0
         assert verdicts(out).set_index("id").loc["TH4", "verdict"] == catalogue.NOT_MEASURED
+
+
+# --- the environment key across reboots and machines ------------------------------------------------
+def test_runs_whose_kernels_differ_only_in_the_build_suffix_are_one_column(write_run, tmp_path):
+    write_run("0001.json", [bench()], env=env(kernel="6.18.44-fc-v595"), when="2026-01-01T00:00:00")
+    write_run("0002.json", [bench()], env=env(kernel="6.18.44-fc-v1098"), when="2026-01-02T00:00:00")
+    cols = runs.columns(runs.load_runs([tmp_path / "runs"], None))
+    assert len(cols) == 1 and len(cols[0].runs) == 2
+
+
+def test_no_two_columns_share_a_heading(write_run, tmp_path):
+    write_run("0001.json", [bench()], env=env(cpu_model="CPU A"))
+    write_run("0002.json", [bench()], env=env(cpu_model="CPU B", kernel="6.2.0-test"))
+    write_run("0003.json", [bench()], env=env(python="3.12.1"))
+    cols = runs.columns(runs.load_runs([tmp_path / "runs"], None))
+    headings = [runs.heading(c, cols) for c in cols]
+    assert len(set(headings)) == len(cols) == 3, headings
+    assert "CPython 3.12.1" in headings
+    assert any("CPU A, kernel 6.1.0" in h for h in headings), headings
+    status, out = build_report(tmp_path)
+    assert status == 0
+    header = next(line for line in (out / "REPORT.md").read_text().splitlines() if line.startswith("| ID"))
+    assert len(set(header.split("|"))) == len(header.split("|")) - 1, header  # only the two empty ends repeat
