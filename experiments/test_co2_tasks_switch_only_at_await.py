@@ -137,7 +137,7 @@ def test_coroutine_runs_undisturbed_between_awaits(benchmark, evidence, loop):
     evidence.support("interleaved_steps_without_await", value=sum(r["no_await"] for r in rounds), op="==",
                      threshold=0, unit="steps",
                      why="the loop cannot take the CPU from a coroutine that does not await")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)
 
 
 def _switches() -> tuple[int, int]:
@@ -188,4 +188,4 @@ def test_concurrent_waits_cost_fewer_os_switches_in_one_loop_than_in_threads(ben
     evidence.support("thread_over_loop_switches", op=">=", threshold=MIN_SWITCH_RATIO, unit="x",
                      samples=[t / max(n, 1) for t, n in zip(total["threads"], total["loop"])],
                      why="every blocked thread is switched out and back in by the kernel (floor of 1 for the loop)")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)

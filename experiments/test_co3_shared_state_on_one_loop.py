@@ -157,7 +157,7 @@ def test_counter_without_await_inside_update_is_exact(benchmark, evidence, loop)
     evidence.support("lost_updates_total", value=sum(lost(c) for _, c in samples), op="==", threshold=0,
                      unit="increments",
                      why="no switch can happen between a read and its write without an await")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)
 
 
 @pytest.mark.claim("CO3")
@@ -167,7 +167,7 @@ def test_await_inside_critical_section_loses_updates(benchmark, evidence, loop):
     evidence.caveat("lost_fraction", op=">=", threshold=MIN_LOST_FRACTION_AWAIT_INSIDE, unit="of increments",
                     samples=[lost(c) / (TASKS * INCREMENTS) for _, c in samples],
                     why="an await between read and write lets other tasks write in between")
-    evidence.settle(benchmark, expect="holds-with-caveat")
+    evidence.settle(benchmark)
 
 
 @pytest.mark.claim("CO3")
@@ -192,4 +192,4 @@ def test_asyncio_lock_restores_exact_count_at_a_cost(benchmark, evidence, loop):
     evidence.support("lost_updates_total", value=sum(lost(c) for _, c in samples), op="==", threshold=0,
                      unit="increments",
                      why="asyncio.Lock keeps other tasks out across the await")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)

@@ -184,7 +184,7 @@ PER_UNIT_PARTS = {"thread": threads_part, "coroutine": tasks_part}
 @pytest.mark.parametrize("unit", sorted(PER_UNIT_PARTS))
 def test_resident_memory_per_unit_is_far_below_the_notes_figures(benchmark, evidence, request, unit):
     PER_UNIT_PARTS[unit](benchmark, evidence, request)
-    evidence.settle(benchmark, expect="holds-with-caveat")
+    evidence.settle(benchmark)
 
 
 @pytest.mark.claim("CO5")
@@ -211,7 +211,7 @@ def test_thread_heap_is_a_shared_lazily_made_malloc_arena(benchmark, evidence, t
            why="each arena reserves a 64 MiB heap (glibc HEAP_MAX), the notes' '64 MB heap'")
     decide(evidence, "caveat", "heap_vms_per_thread", ARENA_FIGURES, thread_pairs, "bytes",
            why="arenas are capped per CPU and shared: the 64 MB is not per thread, and is reserved")
-    evidence.settle(benchmark, expect="holds-with-caveat")
+    evidence.settle(benchmark)
 
 
 def _read_int(path: str) -> int | None:
@@ -294,4 +294,4 @@ def test_tasks_cost_far_less_memory_than_threads(benchmark, evidence):
     # that cost tens of KiB predict the kernel's count limits bind first.
     evidence.caveat("thread_ceiling_by_kernel_limits", value=by_limits, op="<", threshold=by_memory, unit="threads",
                     why="the thread ceiling is a kernel count limit (maps, pids), not the 8 MB x N the notes imply")
-    evidence.settle(benchmark, expect="holds-with-caveat")
+    evidence.settle(benchmark)

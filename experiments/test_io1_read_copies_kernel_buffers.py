@@ -173,7 +173,7 @@ def test_read_copies_page_cache_while_mmap_maps_it(benchmark, evidence, cached_f
         why="mapping costs page-table work only; a copying mmap would cost at least read's copy (ratio >= 1)",
     )
     evidence.note("mmap figures include a one-byte-per-page touch (a C stepped slice) that faults every page in")
-    evidence.settle(benchmark, expect="holds-with-caveat")
+    evidence.settle(benchmark)
 
 
 # --- sendfile ----------------------------------------------------------------------------------------
@@ -271,4 +271,4 @@ def test_sendfile_skips_the_user_space_copy(benchmark, evidence, cached_file, tr
         "sendfile_sender_cpu_ratio", op="<=", threshold=MAX_SENDFILE_CPU_RATIO, unit="x", samples=ratios,
         why="sendfile passes page-cache pages to the socket; read+sendall copies them out and back in",
     )
-    evidence.settle(benchmark, expect="holds-with-caveat")
+    evidence.settle(benchmark)

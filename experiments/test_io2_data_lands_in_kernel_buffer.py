@@ -89,7 +89,7 @@ def test_sent_bytes_wait_in_receive_buffer_before_recv(benchmark, evidence, tran
         samples=[r["queued_before"] / PROBE_BYTES for r in rounds],
         why="with the sender closed and no recv yet, FIONREAD counts the payload in the receiver's kernel buffer",
     )
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)
 
 
 def push_until_full(rcvbuf: int) -> dict:
@@ -146,4 +146,4 @@ def test_receive_buffer_size_bounds_what_sender_can_push(benchmark, evidence):
     )
     evidence.note("AF_UNIX stream sockets charge queued bytes to the sender's SO_SNDBUF; "
                   "only TCP shows the receiver's bound")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)

@@ -105,4 +105,4 @@ def test_copying_a_cached_file_costs_cpu_in_proportion_to_bytes(benchmark, evide
         why=f"bytes grew {large / small:.0f}x; a free copy's CPU would not grow with them",
     )
     evidence.note("only a device's DMA transfer is CPU-free; this VM has no real device to time it on")
-    evidence.settle(benchmark, expect="refuted")
+    evidence.settle(benchmark)

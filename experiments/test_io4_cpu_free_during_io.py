@@ -130,4 +130,4 @@ def test_cpu_is_free_while_a_thread_waits_on_slow_io(benchmark, evidence, channe
     evidence.note("work_ratio (work beside the blocked reader / work alone, per round) is a figure: on two cores "
                   "a busy-polling reader would also leave the worker most of its speed")
     evidence.note("no real slow device on this VM: a child process sleeps L, then writes into the pipe/socket")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)

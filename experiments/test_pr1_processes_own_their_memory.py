@@ -137,7 +137,7 @@ def test_child_process_writes_are_invisible_to_parent(benchmark, evidence, start
     evidence.support("parent_sees_child_writes", value=sum(r["parent_seen"] for r in rounds), op="==", threshold=0,
                      unit="writes",
                      why="each process has its own copy of the global")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)
 
 
 def _cow_child(conn, buf: bytearray) -> None:
@@ -193,4 +193,4 @@ def test_forked_child_shares_pages_until_it_writes_them(benchmark, evidence):
     # The parent's pages after all rounds: owning predicts all still 0x02; sharing, none.
     evidence.support("parent_buffer_unchanged", value=int(parent_unchanged), op="==", threshold=1,
                      why="the children's writes went to their own copies")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)

@@ -84,7 +84,7 @@ def test_thread_writes_are_visible_to_other_threads(benchmark, evidence):
         unit="rounds",
         why="one address space: what the thread created and stored is, read back, the same object (same id())",
     )
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)
 
 
 def _run_counters(increments: int, lock: threading.Lock | None) -> int:
@@ -138,4 +138,4 @@ def test_unsynchronised_read_modify_write_across_threads_loses_updates(benchmark
     evidence.support("lost_updates_locked", value=sum(total - v for v in finals["locked"]), op="==", threshold=0,
                      unit="updates",
                      why="control: the same loop under a lock is exact")
-    evidence.settle(benchmark, expect="holds")
+    evidence.settle(benchmark)

@@ -71,6 +71,7 @@ class Claim:
     why_not_testable: str = ""
     predicted: str = ""  # the catalogue's prediction, kept where the measurement disagreed with it
     expected_when: Mapping[str, str] = field(default_factory=dict)  # trait -> verdict in that environment
+    parts: Mapping[str, str] = field(default_factory=dict)  # test function or part -> its verdict, where the rule errs
 
     def expected_for(self, traits: Iterable[str] = ()) -> str:
         """The expected verdict in an environment with these traits (e.g. {"no_gil"})."""
@@ -78,6 +79,23 @@ class Claim:
             if trait in self.expected_when:
                 return self.expected_when[trait]
         return self.expected
+
+    def expected_for_part(self, part: str, traits: Iterable[str] = (), *, has_caveat_checks: bool) -> str:
+        """What one part (one test's run, `test_x[params]`) must read; the one rule, written once.
+
+        - The catalogue's `parts` names the part, or its test function: that verdict, in every
+          environment (PR3's creation half holds inside a refuted claim; CO4 holds on uvloop).
+        - Otherwise the claim's verdict here (`expected_for`), except that a part with no caveat
+          check cannot show a caveat: where the claim expects holds-with-caveat, such a part
+          expects holds, and the claim's caveat is another part's to show.
+        """
+        for name in (part, part.split("[")[0]):
+            if name in self.parts:
+                return self.parts[name]
+        verdict = self.expected_for(traits)
+        if verdict == "holds-with-caveat" and not has_caveat_checks:
+            return "holds"
+        return verdict
 
 
 FIELDS = tuple(f.name for f in fields(Claim))
@@ -98,6 +116,11 @@ def _check(claim: Claim, where: str) -> None:
         fail(f"has unknown predicted verdict {claim.predicted!r}")
     if len(claim.title) > TITLE_MAX:
         fail(f"title is {len(claim.title)} characters; at most {TITLE_MAX}")
+    for test, verdict in claim.parts.items():
+        if not test.startswith("test_"):
+            fail(f"parts names {test!r}, which is not a test (test_...[params])")
+        if verdict not in VERDICTS:
+            fail(f"parts.{test} is unknown verdict {verdict!r}")
     for trait, verdict in claim.expected_when.items():
         if trait not in TRAITS:
             fail(f"expected_when names unknown trait {trait!r}; known: {', '.join(TRAITS)}")

@@ -33,7 +33,7 @@ import pytest
 
 from harness import environment, stats
 from harness import scale as _scale
-from harness.catalogue import DECIDED, UNDECIDED, VERDICTS, Claim
+from harness.catalogue import DECIDED, UNDECIDED, Claim
 
 OPS = {
     "<": operator.lt,
@@ -240,16 +240,16 @@ class Evidence:
             "not_measured_reason": self.not_measured_reason,
         }
 
-    def settle(self, benchmark, expect: str | None = None) -> str:
+    def settle(self, benchmark) -> str:
         """Decide, store the evidence in the benchmark JSON, and assert the expected verdict.
 
-        `expect` defaults to the catalogue's verdict for the claim in this environment; a test
-        that settles only one part of a claim (the part without the caveat, say) names its own.
-        An undecided part is recorded and passes: it decides nothing, so it contradicts nothing.
+        The expectation comes from the catalogue alone (Claim.expected_for_part: the claim's
+        verdict in this environment, a caveat-free part of a holds-with-caveat claim expecting
+        holds, or the verdict the catalogue's `parts` gives this test function). An undecided
+        part is recorded and passes: it decides nothing, so it contradicts nothing.
         """
-        self.expected = expect or self.claim.expected_for(environment.traits())
-        if self.expected not in VERDICTS:
-            raise ValueError(f"unknown verdict {self.expected!r}")
+        self.expected = self.claim.expected_for_part(
+            self.part, environment.traits(), has_caveat_checks=any(c.role == "caveat" for c in self.checks))
         if getattr(benchmark, "stats", None) is None:
             raise RuntimeError(
                 f"{self.claim.id}: settle() needs a benchmark that has run; time the workload "

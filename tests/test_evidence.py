@@ -146,3 +146,73 @@ def test_meter_counts_cpu_of_busy_code_and_none_of_sleeping_code():
     # did get is the same, and a sleep gets next to none
     assert busy.cpu > 20 * idle.cpu
     assert idle.cpu < 0.2 * idle.wall
+
+
+# --- a part's expectation comes from the catalogue alone -------------------------------------------
+def _settled(claim, test="test_part[2-workers]", roles=("support",), passed=True) -> tuple[str, str | None]:
+    """(what the part expected, the assertion message or None) for checks of these roles."""
+    ev = Evidence(claim, test)
+    for i, role in enumerate(roles):
+        getattr(ev, role)(f"f{i}", value=1 if passed else 3, op="<=", threshold=2)
+    try:
+        ev.settle(FakeBenchmark())
+    except AssertionError as exc:
+        return ev.expected, str(exc)
+    return ev.expected, None
+
+
+@pytest.mark.parametrize("expected, roles, part_expects", [
+    ("holds", ("support",), "holds"),
+    ("holds", ("support", "caveat"), "holds"),
+    ("holds-with-caveat", ("support",), "holds"),  # a caveat-free part cannot show the claim's caveat
+    ("holds-with-caveat", ("caveat",), "holds-with-caveat"),
+    ("holds-with-caveat", ("support", "caveat"), "holds-with-caveat"),
+    ("refuted", ("support",), "refuted"),
+])
+def test_a_part_expects_what_the_rule_derives_from_the_claims_expected(expected, roles, part_expects):
+    claim = Claim(id="TH4", section="s", title="t", statement="s", expected=expected, file="experiments/test_th4_x.py")
+    assert _settled(claim, roles=roles)[0] == part_expects
+
+
+def test_changing_a_claims_expected_in_the_catalogue_changes_what_its_parts_assert(tmp_path):
+    from harness import catalogue
+
+    text = (catalogue.CATALOGUE_PATH).read_text()
+    before = catalogue.load()["TH1"]
+    assert before.expected == "holds"
+    changed = tmp_path / "catalogue.toml"
+    changed.write_text(text.replace('expected = "holds"\nfile = "experiments/test_th1',
+                                    'expected = "refuted"\nfile = "experiments/test_th1', 1))
+    after = catalogue.load(changed)["TH1"]
+    assert after.expected == "refuted"
+    assert _settled(before, "test_thread_writes_are_visible_to_other_threads") == ("holds", None)
+    expected, message = _settled(after, "test_thread_writes_are_visible_to_other_threads")
+    assert expected == "refuted" and "measured verdict 'holds', expected 'refuted'" in message
+
+
+def test_the_catalogues_parts_override_the_rule_in_every_environment():
+    claim = Claim(id="PR3", section="s", title="t", statement="s", expected="refuted",
+                  file="experiments/test_pr3_x.py", expected_when={"no_gil": "holds"},
+                  parts={"test_creation": "holds"})
+    assert claim.expected_for_part("test_creation", has_caveat_checks=False) == "holds"
+    assert claim.expected_for_part("test_creation", {"no_gil"}, has_caveat_checks=True) == "holds"
+    assert claim.expected_for_part("test_switch", has_caveat_checks=False) == "refuted"
+    assert _settled(claim, "test_creation[fork]") == ("holds", None)
+    one = Claim(id="CO4", section="s", title="t", statement="s", expected="refuted", file="experiments/test_co4_x.py",
+                parts={"test_switch[uvloop-queue]": "holds"})
+    assert one.expected_for_part("test_switch[uvloop-queue]", has_caveat_checks=False) == "holds"
+    assert one.expected_for_part("test_switch[asyncio-queue]", has_caveat_checks=False) == "refuted"
+
+
+def test_the_catalogues_parts_name_test_functions_of_the_claims_file():
+    import ast
+    from pathlib import Path
+
+    from harness import catalogue
+
+    root = Path(catalogue.ROOT)
+    for claim in catalogue.load().values():
+        if not claim.parts:
+            continue
+        names = {n.name for n in ast.walk(ast.parse((root / claim.file).read_text())) if isinstance(n, ast.FunctionDef)}
+        assert {p.split("[")[0] for p in claim.parts} <= names, f"{claim.id}: parts names no test of {claim.file}"
