@@ -325,10 +325,9 @@ def settle(benchmark, evidence, tally: Tally, world: str, channel: str, size: in
     caught = {"stream_messages_lost": control.stream_sent - control.stream_delivered,
               "echoes_corrupted": control.corrupted}
     for name, value in caught.items():
-        evidence.figure(f"control_faulty_channel_{name}", value, unit="messages")
-    if not all(caught.values()):
-        evidence.not_measured(f"the faulty control channel was not caught ({caught}): these counts could not "
-                              "have shown a lost or corrupted message")
+        evidence.control(f"control_faulty_channel_{name}", op=">", threshold=0, unit="messages", value=value,
+                         why="the faulty control channel was not caught: these counts could not have shown a lost "
+                         "or corrupted message")
     copies = (world, channel) in COPYING
     if not copies:
         evidence.figure("echoes_that_are_the_sent_object", tally.same_object / tally.echoes, unit="fraction")

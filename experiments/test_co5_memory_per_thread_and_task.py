@@ -135,8 +135,7 @@ def record_common(evidence, out: dict, unit: str, n: int) -> None:
 
 def decide(evidence, role: str, name: str, figures: dict, rounds: list, unit: str, why: str) -> None:
     fn, op, limit = figures[name]
-    check = evidence.support if role == "support" else evidence.caveat
-    check(name, op=op, threshold=limit, unit=unit, samples=[fn(r) for r in rounds], why=why)
+    evidence.check(role, name, op=op, threshold=limit, unit=unit, samples=[fn(r) for r in rounds], why=why)
 
 
 def threads_part(benchmark, evidence, request) -> None:

@@ -224,7 +224,7 @@ def test_sequential_awaits_run_one_call_per_round_trip(benchmark, evidence, loop
         f"machine); here the sequential await loop made {seq_rate:.0f} calls/s. Not comparable across "
         "machines; only the same-run ratio to the blocking client decides."
     )
-    evidence.control("pipelined_vs_blocking", ">=", OVERLAP_THRESHOLD, "x",
+    evidence.control("pipelined_vs_blocking", op=">=", threshold=OVERLAP_THRESHOLD, unit="x",
                      samples=ratios(rounds, "pipelined", "blocking"),
                      why="pipelined calls did not beat the blocking client here, so overlap could not have shown")
     evidence.support(

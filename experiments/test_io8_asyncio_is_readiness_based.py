@@ -150,8 +150,8 @@ def test_sock_recv_copies_data_the_kernel_still_holds(benchmark, evidence, loop,
     elif uring.POLLER in polls:
         evidence.note("libuv holds an io_uring fd (epoll_ctl batching / file ops); socket reads still "
                       "go through epoll: see the strace test")
-    if max(seen["left_after"]) > 0:
-        evidence.not_measured("the probe still read bytes in the kernel after recv returned the whole message")
+    evidence.control("probe_bytes_left_after_recv", op="==", threshold=0, unit="bytes", value=max(seen["left_after"]),
+                     why="the probe still read bytes in the kernel after recv returned the whole message")
     evidence.support("bytes_left_when_the_loop_calls_recv", op="<=", threshold=LEFT_THRESHOLD, unit="bytes",
                      samples=seen["left_at_recv"],
                      why="AIO reports completion after the kernel copied the message; nothing is left to recv")
@@ -234,10 +234,13 @@ def test_stream_read_is_an_epoll_wait_then_a_recv_syscall(benchmark, evidence, l
         evidence.figure(f"{name}_per_message", per_message[name], unit="calls")
     if uring.refusal() is None:
         control, why = traced_per_message("io_uring", tmp_path / "io_uring.trace")
-        for name in ("socket_reads", "io_uring_enter"):
-            evidence.figure(f"io_uring_control_{name}_per_message", control.get(name, "not traced"), unit="calls")
-        if why or control["socket_reads"] >= CALLS_THRESHOLD or control["io_uring_enter"] < CALLS_THRESHOLD:
-            evidence.not_measured(f"the traced io_uring control did not show completion-based reads {why}")
+        if why:
+            evidence.not_measured(f"the io_uring control could not be traced: {why}")
+        completion = "the traced io_uring control did not show completion-based reads"
+        evidence.control("io_uring_control_socket_reads_per_message", op="<", threshold=CALLS_THRESHOLD,
+                         unit="calls", value=control["socket_reads"], why=completion)
+        evidence.control("io_uring_control_io_uring_enter_per_message", op=">=", threshold=CALLS_THRESHOLD,
+                         unit="calls", value=control["io_uring_enter"], why=completion)
     else:
         evidence.note(f"io_uring control not traced: {uring.refusal()}")
     evidence.support("socket_read_syscalls_per_message", value=per_message["socket_reads"], op="<",
@@ -321,8 +324,8 @@ def test_epoll_refuses_regular_files_so_file_reads_run_on_threads(benchmark, evi
         evidence.figure("io_uring_file_read", unit="us", samples=[s * 1e6 for s in seen["uring_s"]])
     else:
         evidence.note(f"io_uring file read not run: {uring.refusal()}")
-    if socket_verdict != ACCEPTED:
-        evidence.not_measured(f"epoll refused the socket control too ({socket_verdict})")
+    evidence.control("epoll_on_socket", op="==", threshold=ACCEPTED, value=socket_verdict,
+                     why="epoll refused the socket control too")
     evidence.support("epoll_on_regular_file", value=file_verdict, op="==", threshold=ACCEPTED,
                      why="a loop can only wait on what epoll accepts; the socket control is " + socket_verdict)
     evidence.support("loop_add_reader_on_file", value=add_reader, op="==", threshold=ACCEPTED,

@@ -127,7 +127,7 @@ def test_cpu_bound_processes_run_in_parallel(benchmark, evidence, workers, start
         evidence.figure(name, unit="s", samples=samples[name])
     for name in ("steal_cores", "side_by_side_cpu_cost"):
         evidence.figure(name, unit="cores" if name.endswith("cores") else "x", samples=samples[name])
-    evidence.control("room_cores", ">=", cores, "cores", samples=samples["room_cores"],
+    evidence.control("room_cores", op=">=", threshold=cores, unit="cores", samples=samples["room_cores"],
                      why="other jobs kept the CPUs busy (room: worker cores + idle CPU), so parallelism could not show")
     evidence.support("worker_cores", op=">=", threshold=cores, unit="cores", samples=samples["worker_cores"],
                      why=f"{workers} workers on {cpus} CPUs keep that many busy at once, not one after another")

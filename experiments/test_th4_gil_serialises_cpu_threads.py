@@ -127,14 +127,15 @@ def record(benchmark, evidence, samples, threshold) -> None:
     for name in ("sequential_wall", "thread_wall", "process_wall"):
         evidence.figure(name, unit="s", samples=samples[name])
     evidence.figure("process_speedup", unit="x", samples=samples["process_speedup"])
-    evidence.control("process_cores", ">=", threshold, "cores", samples=samples["process_cores"],
+    evidence.control("process_cores", op=">=", threshold=threshold, unit="cores", samples=samples["process_cores"],
                      why="other jobs left no CPU free, so threads could not have shown parallelism either")
 
 
-def speedup_check(evidence, check, samples, op, threshold, why) -> None:
+def speedup_check(evidence, role, samples, op, threshold, why) -> None:
     """The thread speedup decides only where the processes' speedup showed the opposite was reachable."""
     if stats.decide(samples["process_speedup"], ">=", threshold)[0]:
-        check("thread_speedup", op=op, threshold=threshold, unit="x", why=why, samples=samples["thread_speedup"])
+        evidence.check(role, "thread_speedup", op=op, threshold=threshold, unit="x", why=why,
+                       samples=samples["thread_speedup"])
     else:
         evidence.figure("thread_speedup", unit="x", samples=samples["thread_speedup"])
         evidence.note(f"thread_speedup decides nothing here: the processes' own speedup did not clear {threshold:.2f}x "
@@ -152,7 +153,7 @@ def test_cpu_bound_threads_do_not_scale(benchmark, evidence, workers):
     record(benchmark, evidence, samples, threshold)
     evidence.support("thread_cores", op="<=", threshold=threshold, unit="cores", samples=samples["thread_cores"],
                      why="threads take turns on one core while processes kept more busy in the same rounds")
-    speedup_check(evidence, evidence.support, samples, "<=", threshold,
+    speedup_check(evidence, "support", samples, "<=", threshold,
                   why="threads run at the sequential speed while processes ran faster in the same rounds")
     evidence.settle(benchmark)
 
@@ -173,5 +174,5 @@ def test_gil_releasing_work_scales_in_threads(benchmark, evidence, work):
     record(benchmark, evidence, samples, threshold)
     evidence.caveat("thread_cores", op=">=", threshold=threshold, unit="cores", samples=samples["thread_cores"],
                     why=f"{work} releases the GIL while it works on a buffer, so both threads run at once")
-    speedup_check(evidence, evidence.caveat, samples, ">=", threshold, why="and the work finishes sooner")
+    speedup_check(evidence, "caveat", samples, ">=", threshold, why="and the work finishes sooner")
     evidence.settle(benchmark)

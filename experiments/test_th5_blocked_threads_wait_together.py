@@ -189,10 +189,10 @@ def test_threads_blocked_on_io_wait_together_not_in_turn(benchmark, evidence, th
     if in_turn_control is None:
         evidence.note("no GIL: a blocking call that keeps others from running cannot be made, so no control")
     else:
-        evidence.figure("control_gil_held_wall_over_L", in_turn_control, f"x ({CONTROL_THREADS} threads)")
-        if in_turn_control < MAX_WALL_OVER_L:
-            evidence.not_measured(f"control: {CONTROL_THREADS} threads blocked while holding the GIL finished in "
-                                  f"{in_turn_control:.2f} x L, so waits in turn would not have shown")
+        evidence.control("control_gil_held_wall_over_L", op=">=", threshold=MAX_WALL_OVER_L,
+                         unit=f"x ({CONTROL_THREADS} threads)", value=in_turn_control,
+                         why=f"{CONTROL_THREADS} threads blocked while holding the GIL did not take turns, "
+                         "so waits in turn would not have shown")
     evidence.support("wall_over_L", op="<=", threshold=MAX_WALL_OVER_L, unit="x", samples=[w / L for w in out["wall"]],
                      why=f"{threads} waits of L overlap; taking turns would give {threads}x")
     evidence.support("cores_while_blocked", op="<=", threshold=MAX_CORES_WHILE_BLOCKED, unit="cores",

@@ -45,6 +45,7 @@ OPS = {
 }
 SCALAR = (int, float, str, bool)
 MAX_SAVED_SAMPLES = 2000  # raw samples kept per figure, for cross-environment tests in the report
+ROLES = ("support", "caveat")
 MAX_OPEN_CHECKS = 12  # undecided checks in one part beyond which the part is simply undecided
 
 
@@ -60,6 +61,7 @@ class Check:
     passed: bool | None  # None: undecided (the interval straddles the threshold)
     interval: list[float] | None = None  # [low, high] of the median, when decided over samples
     n: int | None = None  # samples behind the interval
+    opposite: dict | None = None  # the same figure where the outcome should differ: {label, value, interval, n, passed}
 
     def describe(self) -> str:
         state = {True: "passed", False: "failed", None: "undecided"}[self.passed]
@@ -67,10 +69,30 @@ class Check:
         if self.interval is not None:
             lo, hi = self.interval
             spread = f" (95% interval {_fmt(lo)}-{_fmt(hi)}, n={self.n})"
-        return (
-            f"{self.role} check {self.name!r} = {_fmt(self.value)}{_unit(self.unit)}{spread}, "
-            f"needs {self.op} {_fmt(self.threshold)}{_unit(self.unit)} ({state})"
-        )
+        text = (f"{self.role} check {self.name!r} = {_fmt(self.value)}{_unit(self.unit)}{spread}, "
+                f"needs {self.op} {_fmt(self.threshold)}{_unit(self.unit)} ({state})")
+        if self.opposite is not None:
+            o = self.opposite
+            state = {True: "passed", False: "failed", None: "undecided"}[o["passed"]]
+            text += f"; opposite world ({o['label']}) = {_fmt(o['value'])}{_unit(self.unit)} ({state})"
+        return text
+
+
+@dataclass(frozen=True)
+class Opposite:
+    """The same figure measured in the world with the other outcome, for a check to be judged against.
+
+    For a check that passes, the world where the claim is false (a busy-polling reader,
+    processes, one malloc arena); for a check that refutes, the world where it would hold.
+    Given as `samples` (rounds interleaved with the claim's world) or as one `value` (a count).
+    """
+    label: str
+    samples: list | None = None
+    value: float | int | None = None
+
+    def __post_init__(self):
+        if (self.samples is None) == (self.value is None):
+            raise ValueError(f"opposite world {self.label!r}: give samples or a value, not both or neither")
 
 
 def _verdict_of(roles: list[str], outcomes: list[bool]) -> str:
@@ -168,55 +190,91 @@ class Evidence:
         if text not in self.notes:
             self.notes.append(text)
 
-    def support(self, name, value=None, op="", threshold=None, unit="", why="", *, samples=None) -> bool | None:
+    def check(self, role: str, name: str, *, op: str, threshold, unit: str = "", why: str = "", samples=None,
+              value=None, opposite: Opposite | None = None) -> bool | None:
+        """A check of `role` ("support": the claim predicts it; "caveat": a measured qualification).
+
+        Give the figure as `samples` (decided by the median's interval) or as one `value`.
+        `opposite`, the same figure in the world with the other outcome, is judged by the same
+        op and threshold and recorded inside the check; here it is recorded, not yet deciding.
+        """
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        return self._check(role, name, value, op, threshold, unit, why, samples, opposite)
+
+    def support(self, name: str, *, op: str, threshold, unit: str = "", why: str = "", samples=None, value=None,
+                opposite: Opposite | None = None) -> bool | None:
         """A prediction of the claim, checked against a measured figure (or its interval, given samples)."""
-        return self._check("support", name, value, op, threshold, unit, why, samples)
+        return self.check("support", name, op=op, threshold=threshold, unit=unit, why=why, samples=samples,
+                          value=value, opposite=opposite)
 
-    def caveat(self, name, value=None, op="", threshold=None, unit="", why="", *, samples=None) -> bool | None:
+    def caveat(self, name: str, *, op: str, threshold, unit: str = "", why: str = "", samples=None, value=None,
+               opposite: Opposite | None = None) -> bool | None:
         """A measured qualification: when it passes, the claim holds only with a caveat."""
-        return self._check("caveat", name, value, op, threshold, unit, why, samples)
+        return self.check("caveat", name, op=op, threshold=threshold, unit=unit, why=why, samples=samples,
+                          value=value, opposite=opposite)
 
-    def control(self, name, op, threshold, unit="", why="", *, samples) -> float:
+    def control(self, name: str, *, op: str, threshold, unit: str = "", why: str = "", samples=None, value=None):
         """A same-run control that must show the opposite outcome was reachable here.
 
-        Records the figure; unless its interval clears `op threshold`, the part is not measured
-        here (skipped and recorded with the control's figures and `why`). Returns the median.
+        Records the figure (samples, judged by their interval, or one value); unless it clears
+        `op threshold`, the part is not measured here (skipped and recorded with the control's
+        figures and `why`). Returns the figure's value (the median, given samples).
         """
-        value = self.figure(name, unit=unit, samples=samples)
-        shown, (lo, hi) = stats.decide(list(samples), op, threshold)
+        if (samples is None) == (value is None):
+            raise ValueError(f"control {name!r}: give samples or a value")
+        if samples is not None:
+            samples = list(samples)
+            figure = self.figure(name, unit=unit, samples=samples)
+            shown, (lo, hi) = stats.decide(samples, op, threshold)
+            spread = f" (95% interval {_fmt(lo)}-{_fmt(hi)}, n={len(samples)})"
+        else:
+            figure = self.figure(name, value, unit)
+            shown, spread = bool(OPS[op](value, threshold)), ""
         if shown is not True:
-            self.not_measured(
-                f"control {name} = {_fmt(value)}{_unit(unit)} (95% interval {_fmt(lo)}-{_fmt(hi)}, n={len(samples)}) "
-                f"is not clearly {op} {_fmt(threshold)}{_unit(unit)}: {why}")
-        return value
+            self.not_measured(f"control {name} = {_fmt(figure)}{_unit(unit)}{spread} is not clearly {op} "
+                              f"{_fmt(threshold)}{_unit(unit)}: {why}")
+        return figure
 
     def not_measured(self, reason: str) -> None:
         """This part cannot be measured here: record why (with the figures so far) and skip the test."""
         self.not_measured_reason = reason
         pytest.skip(reason)
 
-    def _check(self, role, name, value, op, threshold, unit, why, samples) -> bool | None:
-        if op not in OPS:
-            raise ValueError(f"unknown comparison {op!r}; use one of {' '.join(OPS)}")
-        interval = n = None
+    def _judge(self, name, value, op, threshold, samples) -> tuple[bool | None, list[float] | None, int | None]:
         if samples is not None:
             if op in ("==", "!="):
                 raise ValueError(f"{name}: an interval decides < <= > >=, not {op}")
-            samples = list(samples)
             if len(samples) < stats.MIN_SAMPLES:
                 raise ValueError(f"{name}: a decided figure needs {stats.MIN_SAMPLES} samples or more, "
                                  f"got {len(samples)}")
-            value = self.figure(name, value, unit, samples=samples)
             passed, (lo, hi) = stats.decide(samples, op, threshold)
-            interval, n = [lo, hi], len(samples)
-        else:
-            if value is None:
-                raise ValueError(f"check {name!r} needs a value or samples")
-            if name not in self.figures:
-                self.figure(name, value, unit)
-            passed = bool(OPS[op](value, threshold))
+            return passed, [lo, hi], len(samples)
+        if value is None:
+            raise ValueError(f"check {name!r} needs a value or samples")
+        return bool(OPS[op](value, threshold)), None, None
+
+    def _check(self, role, name, value, op, threshold, unit, why, samples, opposite=None) -> bool | None:
+        if op not in OPS:
+            raise ValueError(f"unknown comparison {op!r}; use one of {' '.join(OPS)}")
+        samples = None if samples is None else list(samples)
+        passed, interval, n = self._judge(name, value, op, threshold, samples)
+        if samples is not None:
+            value = self.figure(name, value, unit, samples=samples)
+        elif name not in self.figures:
+            self.figure(name, value, unit)
+        other = None
+        if opposite is not None:
+            o_samples = None if opposite.samples is None else list(opposite.samples)
+            o_passed, o_interval, o_n = self._judge(f"{name} ({opposite.label})", opposite.value, op, threshold,
+                                                    o_samples)
+            o_value = stats.median(o_samples) if o_samples is not None else opposite.value
+            other = {"label": opposite.label, "value": _jsonable(o_value), "interval": o_interval, "n": o_n,
+                     "passed": o_passed}
+            if o_samples is not None:
+                self.figure(f"{name}_opposite", unit=unit, samples=o_samples)
         self.checks.append(Check(name, _jsonable(value), op, _jsonable(threshold), unit, role, why, passed,
-                                 interval, n))
+                                 interval, n, other))
         return passed
 
     # --- deciding --------------------------------------------------------------------

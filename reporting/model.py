@@ -155,7 +155,13 @@ def in_words(check: dict) -> str:
     unit = check.get("unit", "")
     spread = interval_text(check)
     text = f"{check['name']} was {fmt(check['value'], unit)}" + (f" ({spread})" if spread else "")
-    return f"{text}; needs {OP_WORDS[check['op']]} {fmt(check['threshold'], unit)}: {outcome(check)}"
+    text = f"{text}; needs {OP_WORDS[check['op']]} {fmt(check['threshold'], unit)}: {outcome(check)}"
+    other = check.get("opposite")
+    if other:
+        spread = interval_text({**other, "unit": unit})
+        text += (f"; where the outcome should differ ({other['label']}): {fmt(other['value'], unit)}"
+                 + (f" ({spread})" if spread else "") + f", {outcome(other)}")
+    return text
 
 
 def figure_text(fig: dict) -> str:

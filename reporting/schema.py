@@ -70,6 +70,22 @@ def check(c, w: _Where, prefix: str) -> None:
                "[low, high]", prefix)
     if c.get("n") is not None:
         w.need(c, "n", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a count", prefix)
+    if c.get("opposite") is not None:
+        opposite(c["opposite"], w, f"{prefix}.opposite")
+
+
+def opposite(o, w: _Where, prefix: str) -> None:
+    """The same figure in the world with the other outcome, judged by the check's op and threshold."""
+    if not isinstance(o, dict):
+        w.fail(prefix, "must be an object")
+    w.need(o, "label", lambda v: isinstance(v, str) and v, "a label", prefix)
+    w.need(o, "value", _scalar, "a number, text or true/false", prefix)
+    w.need(o, "passed", lambda v: v is None or isinstance(v, bool), "true, false or null (undecided)", prefix)
+    if o.get("interval") is not None:
+        w.need(o, "interval", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v)),
+               "[low, high]", prefix)
+    if o.get("n") is not None:
+        w.need(o, "n", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a count", prefix)
 
 
 def figure(name: str, f, w: _Where) -> None:

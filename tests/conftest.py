@@ -22,9 +22,9 @@ def env(**changes) -> dict:
 
 
 def check(name="thread_cores", value=1.01, op="<=", threshold=1.3, unit="cores", role="support", passed=True,
-          interval=None, n=None, why="GIL-bound threads keep one core busy"):
+          interval=None, n=None, why="GIL-bound threads keep one core busy", opposite=None):
     return {"name": name, "value": value, "op": op, "threshold": threshold, "unit": unit, "role": role,
-            "why": why, "passed": passed, "interval": interval, "n": n}
+            "why": why, "passed": passed, "interval": interval, "n": n, "opposite": opposite}
 
 
 def figure(value=1.01, unit="cores", samples=None, **extra):

@@ -216,3 +216,48 @@ def test_the_catalogues_parts_name_test_functions_of_the_claims_file():
             continue
         names = {n.name for n in ast.walk(ast.parse((root / claim.file).read_text())) if isinstance(n, ast.FunctionDef)}
         assert {p.split("[")[0] for p in claim.parts} <= names, f"{claim.id}: parts names no test of {claim.file}"
+
+
+# --- one check call, and the opposite world recorded beside it ----------------------------------------
+def test_check_gives_a_role_and_support_and_caveat_take_keywords_only():
+    ev = Evidence(CLAIM, "part")
+    assert ev.check("caveat", "x", op="<=", threshold=2, value=1) is True
+    assert ev.checks[-1].role == "caveat"
+    with pytest.raises(TypeError):
+        ev.support("y", 1, "<=", 2)  # op and threshold by position: refused
+    with pytest.raises(ValueError, match="unknown role"):
+        ev.check("hint", "z", op="<=", threshold=2, value=1)
+
+
+def test_an_opposite_world_is_judged_by_the_same_op_and_threshold_and_recorded_inside_the_check():
+    from harness.evidence import Opposite
+
+    ev = Evidence(CLAIM, "part")
+    ev.support("cores", op="<=", threshold=0.05, unit="cores", samples=[0.01] * 6,
+               opposite=Opposite("a busy-polling reader", samples=[0.9, 1.0, 0.95, 0.97, 0.99, 1.01]))
+    ev.support("lost", op="==", threshold=0, unit="updates", value=0, opposite=Opposite("no lock", value=37))
+    first, second = (c.opposite for c in ev.checks)
+    assert first["label"] == "a busy-polling reader" and first["passed"] is False and first["n"] == 6
+    assert first["interval"] == [0.9, 1.01] and first["value"] == pytest.approx(0.98)
+    assert second == {"label": "no lock", "value": 37, "interval": None, "n": None, "passed": False}
+    assert ev.verdict == "holds"  # recorded, not yet deciding
+    bench = FakeBenchmark()
+    ev.settle(bench)
+    assert bench.extra_info["checks"][0]["opposite"]["passed"] is False
+    assert "cores_opposite" in bench.extra_info["figures"]
+    with pytest.raises(ValueError, match="samples or a value"):
+        Opposite("both", samples=[1] * 6, value=1)
+
+
+@pytest.mark.parametrize("kwargs, shown", [({"value": 3}, True), ({"value": 0}, False),
+                                           ({"samples": [3, 4, 5, 3, 4, 5]}, True),
+                                           ({"samples": [0, 4, 5, 3, 4, 5]}, False)])
+def test_a_control_takes_samples_or_one_value(kwargs, shown):
+    ev = Evidence(CLAIM, "part")
+    if shown:
+        ev.control("room", op=">", threshold=0, unit="x", why="no room", **kwargs)
+        assert "room" in ev.figures
+    else:
+        with pytest.raises(pytest.skip.Exception, match="control room = .* is not clearly > 0 x: no room"):
+            ev.control("room", op=">", threshold=0, unit="x", why="no room", **kwargs)
+        assert ev.not_measured_reason.startswith("control room")

@@ -593,3 +593,14 @@ def test_no_two_columns_share_a_heading(write_run, tmp_path):
     assert status == 0
     header = next(line for line in (out / "REPORT.md").read_text().splitlines() if line.startswith("| ID"))
     assert len(set(header.split("|"))) == len(header.split("|")) - 1, header  # only the two empty ends repeat
+
+
+def test_a_checks_opposite_world_is_validated_and_shown_beside_it(write_run, tmp_path):
+    other = {"label": "a busy-polling reader", "value": 0.97, "interval": [0.9, 1.01], "n": 6, "passed": False}
+    write_run("0001.json", [bench(checks=[check(opposite=other)])])
+    status, out = build_report(tmp_path)
+    assert status == 0
+    page = (out / "claims" / "TH4.md").read_text()
+    assert "a busy-polling reader" in page and "opposite world" in page
+    write_run("0001.json", [bench(checks=[check(opposite={**other, "passed": "no"})])])
+    assert build_report(tmp_path)[0] == 2
