@@ -66,10 +66,8 @@ def pytest_runtest_makereport(item, call):
     claim_id = claim_of(item)
     if report.skipped and claim_id is not None and "experiments" in item.path.parts:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        item.config.stash[_SKIPS][item.nodeid] = {
-            "claim": claim_id, "part": item.name, "nodeid": item.nodeid,
-            "reason": reason.removeprefix("Skipped: "), "evidence": None,
-        }
+        item.config.stash[_SKIPS][item.nodeid] = record.to_json(record.NotMeasured(
+            claim=claim_id, part=item.name, nodeid=item.nodeid, reason=reason.removeprefix("Skipped: ")))
     return report
 
 
@@ -169,8 +167,7 @@ def claim_states(config) -> dict[str, tuple[str, list[dict], list[dict]]]:
     for claim_id in config.stash.get(_SELECTED, []):
         parts = [r for r in records if r["claim"] == claim_id]
         missing = [s for s in skips if s["claim"] == claim_id]
-        verdict = catalogue.combine([(r["verdict"], r["measured_support"]) for r in parts] +
-                                    [(catalogue.NOT_MEASURED, False) for _ in missing])
+        verdict = record.claim_verdict(parts, missing)
         states[claim_id] = (verdict, parts, missing)
     return states
 

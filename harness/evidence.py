@@ -27,13 +27,16 @@ import itertools
 import operator
 import platform
 import types
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pytest
 
-from harness import environment, stats
+from harness import environment, record, stats
 from harness import scale as _scale
 from harness.catalogue import DECIDED, UNDECIDED, Claim
+from harness.record import ROLES, Check, Figure, OppositeOutcome, Part
+from harness.record import fmt_value as _fmt
+from harness.record import unit_suffix as _unit
 
 OPS = {
     "<": operator.lt,
@@ -45,37 +48,7 @@ OPS = {
 }
 SCALAR = (int, float, str, bool)
 MAX_SAVED_SAMPLES = 2000  # raw samples kept per figure, for cross-environment tests in the report
-ROLES = ("support", "caveat")
 MAX_OPEN_CHECKS = 12  # undecided checks in one part beyond which the part is simply undecided
-
-
-@dataclass
-class Check:
-    name: str
-    value: float | int | str | bool
-    op: str
-    threshold: float | int | str | bool
-    unit: str
-    role: str  # "support" or "caveat"
-    why: str
-    passed: bool | None  # None: undecided (the interval straddles the threshold)
-    interval: list[float] | None = None  # [low, high] of the median, when decided over samples
-    n: int | None = None  # samples behind the interval
-    opposite: dict | None = None  # the same figure where the outcome should differ: {label, value, interval, n, passed}
-
-    def describe(self) -> str:
-        state = {True: "passed", False: "failed", None: "undecided"}[self.passed]
-        spread = ""
-        if self.interval is not None:
-            lo, hi = self.interval
-            spread = f" (95% interval {_fmt(lo)}-{_fmt(hi)}, n={self.n})"
-        text = (f"{self.role} check {self.name!r} = {_fmt(self.value)}{_unit(self.unit)}{spread}, "
-                f"needs {self.op} {_fmt(self.threshold)}{_unit(self.unit)} ({state})")
-        if self.opposite is not None:
-            o = self.opposite
-            state = {True: "passed", False: "failed", None: "undecided"}[o["passed"]]
-            text += f"; opposite world ({o['label']}) = {_fmt(o['value'])}{_unit(self.unit)} ({state})"
-        return text
 
 
 @dataclass(frozen=True)
@@ -153,7 +126,7 @@ class Evidence:
     def __init__(self, claim: Claim, part: str, settings: dict | None = None):
         self.claim = claim
         self.part = part
-        self.figures: dict[str, dict] = {}
+        self.figures: dict[str, Figure] = {}
         self.checks: list[Check] = []
         self.notes: list[str] = []
         self.conditions: dict = base_conditions()
@@ -172,19 +145,18 @@ class Evidence:
         """Record a figure; with `samples`, its median, quartiles, count and the samples. Returns the value."""
         if samples is not None:
             samples = [_jsonable(v) for v in samples]
-            entry = stats.summarize(samples)
+            entry = Figure(unit=unit, **stats.summarize(samples))
             if len(samples) >= stats.MIN_SAMPLES:
-                entry["interval"] = list(stats.median_interval(samples))
-            entry["samples"] = [round(float(v), 9) for v in samples[:MAX_SAVED_SAMPLES]]
+                entry.interval = list(stats.median_interval(samples))
+            entry.samples = [round(float(v), 9) for v in samples[:MAX_SAVED_SAMPLES]]
             if value is not None:
-                entry["value"] = _jsonable(value)
+                entry.value = _jsonable(value)
         else:
             if value is None:
                 raise ValueError(f"figure {name!r} needs a value or samples")
-            entry = {"value": _jsonable(value)}
-        entry["unit"] = unit
+            entry = Figure(value=_jsonable(value), unit=unit)
         self.figures[name] = entry
-        return entry["value"]
+        return entry.value
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -269,8 +241,7 @@ class Evidence:
             o_passed, o_interval, o_n = self._judge(f"{name} ({opposite.label})", opposite.value, op, threshold,
                                                     o_samples)
             o_value = stats.median(o_samples) if o_samples is not None else opposite.value
-            other = {"label": opposite.label, "value": _jsonable(o_value), "interval": o_interval, "n": o_n,
-                     "passed": o_passed}
+            other = OppositeOutcome(opposite.label, _jsonable(o_value), o_passed, o_interval, o_n)
             if o_samples is not None:
                 self.figure(f"{name}_opposite", unit=unit, samples=o_samples)
         self.checks.append(Check(name, _jsonable(value), op, _jsonable(threshold), unit, role, why, passed,
@@ -283,20 +254,12 @@ class Evidence:
         return decide(self.checks)
 
     def record(self) -> dict:
-        """The evidence as it goes into the benchmark's extra_info."""
-        return {
-            "claim": self.claim.id,
-            "part": self.part,
-            "verdict": self.verdict if self.checks else "not-measured",
-            "expected": self.expected,
-            "measured_support": measured_support(self.checks),
-            "checks": [asdict(c) for c in self.checks],
-            "figures": self.figures,
-            "notes": self.notes,
-            "conditions": self.conditions,
-            "settings": self.settings,
-            "not_measured_reason": self.not_measured_reason,
-        }
+        """The evidence as it goes into the benchmark's extra_info (harness.record.Part)."""
+        return record.to_json(Part(
+            claim=self.claim.id, part=self.part, verdict=self.verdict if self.checks else "not-measured",
+            expected=self.expected, measured_support=measured_support(self.checks), checks=self.checks,
+            figures=self.figures, notes=self.notes, conditions=self.conditions, settings=self.settings,
+            not_measured_reason=self.not_measured_reason))
 
     def settle(self, benchmark) -> str:
         """Decide, store the evidence in the benchmark JSON, and assert the expected verdict.
@@ -359,13 +322,3 @@ def _jsonable(value):
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return str(value)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _unit(unit: str) -> str:
-    return f" {unit}" if unit else ""

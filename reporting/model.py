@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness import catalogue
+from harness import catalogue, record
 from harness import environment as envkey
 from reporting.numbers import fmt, fmt_range, sort_key
 from reporting.runs import Column, Run
@@ -107,8 +107,7 @@ def cell(claim: catalogue.Claim, column: Column) -> Cell:
     parts = [Part(b) for b in run.benchmarks if (b.get("extra_info") or {}).get("claim") == claim.id]
     parts.sort(key=lambda p: (p.name.split("[")[0], [sort_key(v) for v in p.params.values()]))
     missing = [m for m in run.not_measured if m["claim"] == claim.id]
-    verdict = catalogue.combine([(p.info["verdict"], p.info["measured_support"]) for p in parts]
-                                + [(catalogue.NOT_MEASURED, False) for _ in missing])
+    verdict = record.claim_verdict([p.info for p in parts], missing)
     return Cell(claim, column, run, verdict, expected, parts, missing)
 
 

@@ -1,7 +1,7 @@
 """Helpers for the project's own tests: synthetic runs in the suite's current JSON format.
 
-Each helper builds one piece as harness/evidence.py and experiments/conftest.py write it,
-so report.py's tests never need a measurement.
+Each helper builds one piece from harness/record.py's dataclasses, as harness/evidence.py and
+experiments/conftest.py write it, so report.py's tests never need a measurement.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 
 from harness import environment, record
 
-ENV = {"implementation": "CPython", "python": "3.13.5", "free_threaded": False, "gil": "on", "jit": "absent",
-       "cpu_model": "Test CPU 9000", "cores": 2, "cpus_available": 2, "kernel": "6.1.0-test", "machine": "x86_64",
-       "system": "Linux"}
+ENV = record.to_json(record.Environment(
+    implementation="CPython", python="3.13.5", free_threaded=False, gil="on", jit="absent", cpu_model="Test CPU 9000",
+    cores=2, cpus_available=2, kernel="6.1.0-test", machine="x86_64", system="Linux"))
 FREE_THREADED = {**ENV, "free_threaded": True, "gil": "off"}
 
 
@@ -23,15 +23,13 @@ def env(**changes) -> dict:
 
 def check(name="thread_cores", value=1.01, op="<=", threshold=1.3, unit="cores", role="support", passed=True,
           interval=None, n=None, why="GIL-bound threads keep one core busy", opposite=None):
-    return {"name": name, "value": value, "op": op, "threshold": threshold, "unit": unit, "role": role,
-            "why": why, "passed": passed, "interval": interval, "n": n, "opposite": opposite}
+    return record.to_json(record.Check(name, value, op, threshold, unit, role, why, passed, interval, n, opposite))
 
 
 def figure(value=1.01, unit="cores", samples=None, **extra):
-    fig = {"value": value, "unit": unit, **extra}
     if samples is not None:
-        fig.update(samples=samples, n=len(samples), q1=min(samples), q3=max(samples))
-    return fig
+        extra.update(samples=samples, n=len(samples), q1=min(samples), q3=max(samples))
+    return record.to_json(record.Figure(value=value, unit=unit, **extra))
 
 
 def bench(claim="TH4", name="test_cpu_bound_threads_do_not_scale[2-workers]", verdict="holds", params=None,
@@ -44,20 +42,19 @@ def bench(claim="TH4", name="test_cpu_bound_threads_do_not_scale[2-workers]", ve
     return {
         "group": group, "name": name, "fullname": f"experiments/test_x.py::{name}",
         "params": params if params is not None else {"workers": 2}, "param": "2",
-        "extra_info": {
-            "claim": claim, "part": name, "verdict": verdict, "expected": "holds-with-caveat",
-            "measured_support": support, "checks": checks, "figures": figures, "notes": list(notes),
-            "conditions": {"python": "3.13.5", "gil_enabled": True, "cpus_available": 2, "scale": "quick"},
-            "settings": {"ROUNDS": 7}, "not_measured_reason": "",
-        },
+        "extra_info": record.to_json(record.Part(
+            claim=claim, part=name, verdict=verdict, expected="holds-with-caveat", measured_support=support,
+            checks=checks, figures=figures, notes=list(notes),
+            conditions={"python": "3.13.5", "gil_enabled": True, "cpus_available": 2, "scale": "quick"},
+            settings={"ROUNDS": 7}, not_measured_reason="")),
         "stats": {"min": 0.1, "max": 0.2, "mean": 0.15, "stddev": 0.01, "rounds": 7, "median": 0.15,
                   "iqr": 0.02, "q1": 0.14, "q3": 0.16, "iterations": 1, "ops": 6.6, "total": 1.05},
     }
 
 
 def skipped(claim="PR4", part="test_processes_run_in_parallel[2-workers]", reason="needs 2 free CPUs; 0.4 free"):
-    return {"claim": claim, "part": part, "nodeid": f"experiments/test_x.py::{part}", "reason": reason,
-            "evidence": None}
+    return record.to_json(record.NotMeasured(claim=claim, part=part, nodeid=f"experiments/test_x.py::{part}",
+                                             reason=reason))
 
 
 def run_json(benchmarks, environment_=None, not_measured=(), selected=None, when="2026-01-01T00:00:00",

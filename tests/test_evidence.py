@@ -42,7 +42,7 @@ def test_a_figure_over_rounds_is_decided_by_its_interval(samples, passed):
     assert ev.support("thread_cores", op="<=", threshold=1.3, unit="cores", samples=samples) is passed
     check = ev.checks[-1]
     assert check.n == len(samples) and check.interval[0] <= check.value <= check.interval[1]
-    assert ev.figures["thread_cores"]["samples"] == samples
+    assert ev.figures["thread_cores"].samples == samples
 
 
 def test_a_decided_figure_needs_six_samples():
@@ -236,7 +236,9 @@ def test_an_opposite_world_is_judged_by_the_same_op_and_threshold_and_recorded_i
     ev.support("cores", op="<=", threshold=0.05, unit="cores", samples=[0.01] * 6,
                opposite=Opposite("a busy-polling reader", samples=[0.9, 1.0, 0.95, 0.97, 0.99, 1.01]))
     ev.support("lost", op="==", threshold=0, unit="updates", value=0, opposite=Opposite("no lock", value=37))
-    first, second = (c.opposite for c in ev.checks)
+    from harness.record import to_json
+
+    first, second = (to_json(c.opposite) for c in ev.checks)
     assert first["label"] == "a busy-polling reader" and first["passed"] is False and first["n"] == 6
     assert first["interval"] == [0.9, 1.01] and first["value"] == pytest.approx(0.98)
     assert second == {"label": "no lock", "value": 37, "interval": None, "n": None, "passed": False}

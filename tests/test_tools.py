@@ -10,16 +10,17 @@ import sys
 import pytest
 
 from harness import catalogue
+from tests import conftest
+from tests.conftest import bench
 from tools import free_threaded, install_optional, interpreters, stability
 
 
 def part(claim, verdict, support=True):
-    return {"extra_info": {"claim": claim, "verdict": verdict, "measured_support": support}}
+    return bench(claim=claim, verdict=verdict, measured_support=support)
 
 
 def run_json(parts, skipped=(), selected=None):
-    return {"benchmarks": parts, "not_measured": [{"claim": c, "reason": "why"} for c in skipped],
-            "claims_selected": selected or sorted({p["extra_info"]["claim"] for p in parts} | set(skipped))}
+    return conftest.run_json(parts, not_measured=[conftest.skipped(claim=c) for c in skipped], selected=selected)
 
 
 def test_a_run_decides_each_claim_as_the_run_itself_did():
@@ -28,6 +29,13 @@ def test_a_run_decides_each_claim_as_the_run_itself_did():
         skipped=["CO1"], selected=["TH4", "IO1", "CO1", "PR3"]))
     assert states == {"TH4": "holds-with-caveat", "IO1": "undecided", "CO1": catalogue.NOT_MEASURED,
                       "PR3": stability.NO_RESULT}
+
+
+def test_a_malformed_record_is_refused_naming_the_field():
+    bad = part("TH4", "holds")
+    del bad["extra_info"]["measured_support"]
+    with pytest.raises(Exception, match="measured_support: missing"):
+        stability.run_states(run_json([bad]))
 
 
 def test_a_skipped_part_beside_a_decided_one_leaves_the_claim_decided():

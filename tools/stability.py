@@ -9,8 +9,8 @@ an undecided or not-measured run in between neither makes nor breaks one), and h
 left it undecided or not measured.
 
 A run's claim verdicts are read back the way the run itself decided them (experiments/conftest.py's
-claim_states): harness.catalogue.combine over the parts' extra_info (verdict, measured_support)
-plus one not-measured part per entry of the run's "not_measured" list.
+claim_states): harness.record.claim_verdict over the parts' records and the run's "not_measured"
+list, each record validated by harness.record.parse first.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from harness import catalogue, environment  # noqa: E402
+from harness import catalogue, environment, record  # noqa: E402
 
 OUT = ROOT / "build" / "stability"
 MD = ROOT / "results" / "stability.md"
@@ -38,17 +38,20 @@ ABSENT = ""  # the claim was not selected in that run
 
 
 # --- reading runs ---------------------------------------------------------------------------
-def run_states(run_json: dict) -> dict[str, str]:
+def run_states(run_json: dict, where: str = "run") -> dict[str, str]:
     """Claim ID -> verdict state of one pytest-benchmark JSON, as the run decided it."""
-    parts: dict[str, list[tuple[str, bool]]] = {}
-    for bench in run_json.get("benchmarks", []):
+    parts: dict[str, list[dict]] = {}
+    missing: dict[str, list[dict]] = {}
+    for i, bench in enumerate(run_json.get("benchmarks", [])):
         info = bench.get("extra_info") or {}
-        if "claim" in info and "verdict" in info:
-            parts.setdefault(info["claim"], []).append((info["verdict"], bool(info.get("measured_support"))))
-    for skip in run_json.get("not_measured", []):
-        parts.setdefault(skip["claim"], []).append((catalogue.NOT_MEASURED, False))
-    selected = run_json.get("claims_selected") or list(parts)
-    return {cid: catalogue.combine(parts[cid]) if cid in parts else NO_RESULT for cid in selected}
+        if "claim" in info:
+            parts.setdefault(info["claim"], []).append(record.parse(record.Part, info, where, f"benchmarks[{i}]"))
+    for i, skip in enumerate(run_json.get("not_measured", [])):
+        missing.setdefault(skip["claim"], []).append(record.parse(record.NotMeasured, skip, where,
+                                                                  f"not_measured[{i}]"))
+    selected = run_json.get("claims_selected") or list({**parts, **missing})
+    return {cid: record.claim_verdict(parts.get(cid, []), missing.get(cid, []))
+            if cid in parts or cid in missing else NO_RESULT for cid in selected}
 
 
 def read_run(run_dir: Path) -> dict:
@@ -59,7 +62,10 @@ def read_run(run_dir: Path) -> dict:
     # pytest-benchmark nests them: <run>/<environment slug>/<machine id>/0001_*.json
     for path in sorted(p for p in run_dir.rglob("*.json") if p.parent != run_dir):
         data = json.loads(path.read_text())
-        states.update(run_states(data))
+        try:
+            states.update(run_states(data, str(path)))
+        except record.RecordError as exc:
+            raise SystemExit(f"stability: {exc}") from None
         env = data.get("environment") or env
     return {"name": run_dir.name, "meta": meta, "states": states,
             "environment": environment.label(env) if env else "unknown"}
