@@ -1,9 +1,15 @@
-"""Suite-wide options: the run's scale, and result storage kept apart per environment."""
+"""Suite-wide options: the run's scale, and result storage kept apart per environment.
+
+The suite's fixtures and hooks (evidence, loops, the leak guard, the run's record) are the
+plugin harness/plugin.py, registered here.
+"""
 from __future__ import annotations
 
 import pytest
 
 from harness import environment, scale
+
+pytest_plugins = ["harness.plugin"]
 
 
 def pytest_addoption(parser):

@@ -1,7 +1,7 @@
 """The run record: what one settled part, one not-measured part and one environment hold.
 
 This module is the one place that names the record's fields. harness/evidence.py writes it,
-experiments/conftest.py adds the not-measured parts and the environment, report.py validates
+harness/plugin.py adds the not-measured parts and the environment, report.py validates
 what it reads through ``parse``, and the project's tests build their synthetic runs from the
 same dataclasses. ``claim_verdict`` is the one function that turns a claim's records into its
 verdict, for the run summary, the report and the stability table alike.

@@ -1,7 +1,7 @@
 """Helpers for the project's own tests: synthetic runs in the suite's current JSON format.
 
 Each helper builds one piece from harness/record.py's dataclasses, as harness/evidence.py and
-experiments/conftest.py write it, so report.py's tests never need a measurement.
+harness/plugin.py write it, so report.py's tests never need a measurement.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ claim, its verdict in each run, the flips (changes between two decided verdicts,
 an undecided or not-measured run in between neither makes nor breaks one), and how many runs
 left it undecided or not measured.
 
-A run's claim verdicts are read back the way the run itself decided them (experiments/conftest.py's
+A run's claim verdicts are read back the way the run itself decided them (harness/plugin.py's
 claim_states): harness.record.claim_verdict over the parts' records and the run's "not_measured"
 list, each record validated by harness.record.parse first.
 """

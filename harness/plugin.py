@@ -1,4 +1,5 @@
-"""Fixtures every experiment shares: claim tagging, evidence, event loops, the leak guard.
+"""The suite's pytest plugin (registered by the root conftest.py): claim tagging, evidence,
+event loops, the leak guard, the run's record and its summary.
 
 - ``@pytest.mark.claim("TH4")`` tags a test with its claim; ``-k TH4`` then selects it.
 - ``evidence`` collects figures and checks and writes them into the benchmark JSON.
@@ -7,7 +8,8 @@
   goes into the JSON too: a claim that could not be measured never vanishes.
 - ``loop`` runs a test once on asyncio and once on uvloop (ids read as the table's rows);
   ``socket_pair`` is a connected AF_UNIX pair, closed afterwards.
-- An autouse guard fails any test that leaves a thread, child process or socket behind.
+- An autouse guard fails any experiment (a test under experiments/) that leaves a thread,
+  child process or socket behind; the project's own tests in tests/ are not guarded.
 """
 from __future__ import annotations
 
@@ -137,8 +139,8 @@ def _leftovers(threads_before, children_before, sockets_before) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def leak_guard(request):
-    """Fail the test if it leaves a thread, a child process or a socket behind."""
-    if not os.path.isdir("/proc/self/fd"):
+    """Fail an experiment if it leaves a thread, a child process or a socket behind."""
+    if "experiments" not in request.node.path.parts or not os.path.isdir("/proc/self/fd"):
         yield
         return
     threads_before = set(threading.enumerate())
@@ -207,6 +209,10 @@ def pytest_sessionfinish(session):
 
 
 def _save_run_without_benchmarks(config) -> None:
+    # The one private access to pytest-benchmark: its session object (config._benchmarksession)
+    # is the only way to reach its storage, save options and machine info. It offers no hook or
+    # public API for writing a run that has no benchmarks, and a run whose every experiment was
+    # skipped must still be saved with its not-measured parts.
     bs = getattr(config, "_benchmarksession", None)
     save = bs and (bs.save or bs.autosave)
     if not save or bs.benchmarks or bs.disabled or not config.stash.get(_SKIPS, {}):
