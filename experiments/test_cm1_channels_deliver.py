@@ -314,8 +314,8 @@ def faulty_control(size: int) -> Tally:
 def settle(benchmark, evidence, tally: Tally, world: str, channel: str, size: int) -> None:
     stream_count = stream_messages_for(size)
     evidence.condition(world=world, channel=channel, payload_bytes=size)
-    latency = evidence.figure("round_trip_latency", unit="us", samples=[s * 1e6 for s in benchmark.stats.stats.data])
-    evidence.figure("round_trips_per_s", 1e6 / latency, unit="1/s")
+    latency = evidence.figure("round_trip_latency", unit="s", samples=benchmark.stats.stats.data)
+    evidence.figure("round_trips_per_s", 1 / latency, unit="1/s")
     evidence.figure("stream_messages_per_s", unit="msg/s", samples=[stream_count / s for s in tally.stream_s])
     evidence.figure("stream_MB_per_s", unit="MB/s", samples=[stream_count * size / s / 1e6 for s in tally.stream_s])
     evidence.figure("stream_messages_sent", tally.stream_sent, unit="messages")

@@ -28,10 +28,10 @@ import pytest
 from harness import aio, stats
 from harness.pingpong import ratios, switch_rounds
 from harness.scale import pick
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 
 ROUND_TRIPS = pick(quick=500, full=3000)  # per world per round (2 switches each)
-MIN_ROUNDS = 6  # the fewest samples with a 95% interval for the median
 MAX_ROUNDS = pick(quick=15, full=40)  # the bound on sampling while the ratio's interval straddles its threshold
 # Claim: a thread switch costs more than a task switch (ratio > 1); negation: no more (<= 1).
 MIN_THREAD_OVER_TASK_SWITCH = 1.0
@@ -43,7 +43,7 @@ REFERENCES = ("thread-queue", "thread-pipe", "process-pipe")
 def test_coroutine_switch_is_cheaper_than_thread_switch(benchmark, evidence, loop, channel):
     world = f"coroutine-{channel}"
     samples = switch_rounds((*REFERENCES, world), loop, round_trips=ROUND_TRIPS, sample=lambda one_round: sample_rounds(
-        one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS,
+        one_round, max_rounds=MAX_ROUNDS,
         done=lambda rs: stats.decided([r["thread-queue"] / r[world] for r in rs], ">", MIN_THREAD_OVER_TASK_SWITCH)))
     benchmark.group = "PR3/TH3/CO4 switch cost (ping-pong, one CPU)"
     replay(benchmark, samples[world])

@@ -15,7 +15,7 @@ stack *reservation*; their "64 MB heap" is glibc's per-thread malloc arena, also
 reservation (HEAP_MAX), made lazily when a thread first mallocs and capped at a multiple of
 the online CPUs (GLIBC_ARENAS_PER_CPU), then shared. So the two numbers could be address space, not memory used.
 
-How it is decided, per round and by the interval of the median (MEMORY_ROUNDS or more,
+How it is decided, per round and by the interval of the median (stats.MIN_SAMPLES or more,
 sampled until decided up to MAX_MEMORY_ROUNDS):
 - threads: address space per thread with one arena (the stack reservation) is a support
   check, resident memory per thread a caveat (reserved, not used);
@@ -43,10 +43,10 @@ import pytest
 from harness import stats
 from harness.scale import pick
 from harness.skips import needs_linux
+from harness.stats import sample_rounds
 from harness.subproc import run_module
-from harness.timing import replay, sample_rounds
+from harness.timing import replay
 
-MEMORY_ROUNDS = 6  # the fewest rounds a decided figure may have ...
 MAX_MEMORY_ROUNDS = pick(quick=8, full=12)  # ... and the most, when an interval straddles
 TASK_N = pick(quick=1_000, full=10_000)  # tasks per child in the decided rounds (cheap: ~0.1 s a child)
 THREAD_CAP = pick(quick=1_000, full=5_000)  # bounded: a shared machine, not a stress test
@@ -123,7 +123,7 @@ def thread_pairs() -> list[dict]:
         figures = THREAD_FIGURES | (ARENA_FIGURES if glibc else {})
         return all(stats.decided([fn(r) for r in rounds], op, limit) for fn, op, limit in figures.values())
 
-    return sample_rounds(one_round, min_rounds=MEMORY_ROUNDS, max_rounds=MAX_MEMORY_ROUNDS, done=decided)
+    return sample_rounds(one_round, max_rounds=MAX_MEMORY_ROUNDS, done=decided)
 
 
 def record_common(evidence, out: dict, unit: str, n: int) -> None:
@@ -160,8 +160,7 @@ def tasks_part(benchmark, evidence, _request) -> None:
         resident = [r["per_unit"]["resident"] for r in rounds]
         return all(stats.decided(resident, "<=", limit) for limit in (MAX_TASK_RESIDENT, MAX_TASK_RESIDENT_CAVEAT))
 
-    rounds = sample_rounds(lambda: probe("coroutine", TASK_N), min_rounds=MEMORY_ROUNDS,
-                           max_rounds=MAX_MEMORY_ROUNDS, done=decided)
+    rounds = sample_rounds(lambda: probe("coroutine", TASK_N), max_rounds=MAX_MEMORY_ROUNDS, done=decided)
     benchmark.group = "CO5 start tasks and wait until all are blocked"
     replay(benchmark, [r["seconds"] for r in rounds], units=TASK_N)
 

@@ -39,12 +39,12 @@ import pytest
 
 from harness import aio, stats
 from harness.scale import pick
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 
 TASKS = pick(quick=(10,), full=(10, 40))  # N
 BLOCK_S = 0.02  # L, one blocking call
 HEARTBEAT_TICK_S = 0.001
-MIN_ROUNDS = 6
 MAX_ROUNDS = pick(quick=10, full=20)  # sampling stops here even if a figure is still undecided
 # Claim: the blocked loop runs the calls back to back, N latencies, and the heartbeat waits the
 # whole stretch, N*L; negation: they overlap (about 1 latency) and the heartbeat waits at most one
@@ -59,7 +59,6 @@ SLOW_CALLBACK_S = DEBUG_BLOCK_S / 2  # debug mode reports callbacks longer than 
 # Claim: the loop's own clock sees the blocking step hold it for >= the step's length; negation:
 # the step returns at once and nothing is reported (0). Threshold: half the step.
 REPORTED_FRACTION = 0.5  # x DEBUG_BLOCK_S
-DEBUG_MIN_ROUNDS = 6
 DEBUG_MAX_ROUNDS = pick(quick=8, full=15)
 
 
@@ -130,7 +129,7 @@ def stalls(loop, n: int) -> list[dict]:
             figures = per_round_figures(rounds)
             return all(stats.decided(figures[name], op, t) for name, (op, t) in limits.items())
 
-        return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done)
+        return sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done)
     finally:
         executor.shutdown(wait=True)
 
@@ -200,7 +199,7 @@ def debug_reports(loop) -> list[dict[str, list[float]]]:
         def done(rounds):
             return stats.decided(longest(rounds, "blocking"), ">=", REPORTED_FRACTION)
 
-        return sample_rounds(one_round, min_rounds=DEBUG_MIN_ROUNDS, max_rounds=DEBUG_MAX_ROUNDS, done=done)
+        return sample_rounds(one_round, max_rounds=DEBUG_MAX_ROUNDS, done=done)
     finally:
         loop.set_debug(False)
         logger.removeHandler(handler)

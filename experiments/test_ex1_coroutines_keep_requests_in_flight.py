@@ -4,7 +4,7 @@ What is measured: N HTTP GETs, each of which the server (harness.servers' aiohtt
 own process) answers after L ms of asyncio.sleep, made three ways:
 - gather (the benchmark, on both event loops): aiohttp in one thread, ``asyncio.gather`` of N
   requests, at most CONCURRENCY_LIMIT in flight (a semaphore; the connector has the same
-  limit); rounds sampled until decided (MIN_ROUNDS to MAX_ROUNDS);
+  limit); rounds sampled until decided (stats.MIN_SAMPLES to MAX_ROUNDS);
 - sequential, the control: ``requests.Session.get`` one after another in this thread, all N
   requests measured (one pass per test: each request is timed, so one pass gives N samples);
 - threads, a comparison: a pool of THREAD_WORKERS threads, each with its own requests.Session,
@@ -41,13 +41,13 @@ import requests
 from harness import aio, stats
 from harness.scale import pick
 from harness.servers import http_server, server_loop  # noqa: F401  (http_server: module-scoped fixture)
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 
 REQUESTS = pick(quick=(10, 100), full=(10, 100, 1000))  # N
 LATENCY_MS = pick(quick=(20,), full=(20, 50))  # L, the server's per-request delay
 THREAD_WORKERS = 10  # k
 CONCURRENCY_LIMIT = 100  # gather's semaphore: at most this many requests in flight
-MIN_ROUNDS = 6
 MAX_ROUNDS = pick(quick=10, full=20)
 # Claim: gather overlaps up to the limit, ceil(N / limit) latencies; negation: a thread runs one
 # request at a time, N latencies. Threshold: their geometric midpoint, (ceil(N/limit) * N) ** 0.5.
@@ -139,7 +139,7 @@ def gather_rounds(loop, url: str, n: int, latency: float) -> list[tuple[float, f
         def done(rounds):
             return stats.decided([w / latency for w, _ in rounds], "<=", threshold(n))
 
-        return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done)
+        return sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done)
     finally:
         loop.run_until_complete(session.close())
 
@@ -158,7 +158,7 @@ def test_one_thread_keeps_many_requests_in_flight(benchmark, evidence, loop, htt
     walls = [w for w, _ in rounds]
     evidence.figure("gather_wall", unit="s", samples=walls)
     evidence.figure("gather_in_flight", unit="requests", samples=[n * latency / w for w in walls])
-    evidence.figure("gather_client_cpu_per_request", unit="ms", samples=[1e3 * c / n for _, c in rounds])
+    evidence.figure("gather_client_cpu_per_request", unit="s", samples=[c / n for _, c in rounds])
     sequential = sum(base["sequential_per_request"])
     evidence.figure("sequential_per_request", unit="L", samples=[s / latency for s in base["sequential_per_request"]])
     evidence.figure("threads_latencies", base["threads_wall"] / latency, unit="L")

@@ -43,7 +43,8 @@ from harness import aio, stats
 from harness.optional import needs
 from harness.scale import pick
 from harness.servers import rpc_server, server_loop  # noqa: F401  (rpc_server: module-scoped fixture)
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 from harness.workloads import split
 
 try:
@@ -55,7 +56,6 @@ CALLS = pick(quick=1_000, full=10_000)  # per client per round; aiorpc's benchma
 CONNECTIONS = pick(quick=8, full=16)  # gather: one task per connection
 PIPELINE_WINDOW = 500  # requests in flight on the pipelined connection (bounds memory)
 WARMUP_CALLS = 200  # per client, before any clock runs
-MIN_ROUNDS = 6
 MAX_ROUNDS = pick(quick=16, full=30)
 SLICES = 4  # per round, blocking and await-loop calls alternate in this many slices of CALLS / SLICES
 # Claim: awaited calls overlap, so at least two are in flight and the await loop makes >= 2x the
@@ -198,7 +198,7 @@ def call_rates(loop, port: int) -> list[dict[str, Sample]]:
             found = {name: Sample(sum(s.wall for s in ss), sum(s.cpu for s in ss)) for name, ss in paired.items()}
             return found | {name: clocked(runs[name], CALLS) for name in ("gather", "pipelined")}
 
-        return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done)
+        return sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done)
     finally:
         sock.close()
         for conn in conns:
@@ -215,7 +215,7 @@ def test_sequential_awaits_run_one_call_per_round_trip(benchmark, evidence, loop
                        pipeline_window=PIPELINE_WINDOW, server_loop=server_loop())
     for name in rounds[0]:
         evidence.figure(f"{name}_calls_per_s", unit="calls/s", samples=[CALLS / r[name].wall for r in rounds])
-        evidence.figure(f"{name}_client_cpu_per_call", unit="us", samples=[1e6 * r[name].cpu / CALLS for r in rounds])
+        evidence.figure(f"{name}_client_cpu_per_call", unit="s", samples=[r[name].cpu / CALLS for r in rounds])
         evidence.figure(f"{name}_client_cores", unit="cores", samples=[r[name].cpu / r[name].wall for r in rounds])
     evidence.figure("gather_vs_blocking", unit="x", samples=ratios(rounds, "gather", "blocking"))
     seq_rate = stats.median(CALLS / r["sequential_await"].wall for r in rounds)

@@ -39,20 +39,19 @@ import time
 import pytest
 
 from harness import stats
-from harness.copying import PAGE_BYTES, read_pages
-from harness.files import page_cached_file
+from harness.files import PAGE_BYTES, page_cached_file, read_pages
 from harness.scale import pick
 from harness.skips import needs_linux
 from harness.sockets import TRANSPORTS, connected_pair
+from harness.stats import sample_rounds
 from harness.threadcpu import ThreadUsage, in_fresh_thread, system_share
-from harness.timing import replay, sample_rounds
+from harness.timing import replay
 
 pytestmark = needs_linux  # RWF_NOWAIT, /proc schedstat, RUSAGE_THREAD, sendfile to sockets
 
 FILE_BYTES = pick(quick=128 << 20, full=512 << 20)
 BUFFER_BYTES = 1 << 20  # the user-space buffer of every read/recv
 PASSES = pick(quick=4, full=4)  # whole-file passes per round, so a round spans many 4 ms ticks
-MIN_ROUNDS = 6
 MAX_ROUNDS = pick(quick=10, full=20)  # rounds are added while a ratio's interval straddles its threshold
 TCP_ROUNDS = 2  # loopback TCP decides nothing: figures only
 SEND_PASSES = 2  # the socket paths are slower (a receiver copies too): fewer passes
@@ -135,7 +134,7 @@ def copy_and_map_rounds(path: str) -> tuple[dict[str, list[ThreadUsage]], bool]:
         return stats.decided([m.cpu / r.cpu for m, r in rounds], "<", MAX_MMAP_CPU_RATIO) and stats.decided(
             [r.system / (r.user + r.system or 1) for _, r in rounds], ">=", MIN_READ_SYSTEM_SHARE)
 
-    rounds = sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=decided)
+    rounds = sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=decided)
     samples = {"mmap": [m for m, _ in rounds], "readinto": [r for _, r in rounds]}
     return samples, seen["mmap"] == seen["readinto"]
 
@@ -240,7 +239,8 @@ def send_rounds(path: str, transport: str, max_rounds: int):
         return stats.decided([r["sendfile"][0].cpu / r["read_sendall"][0].cpu for r in rounds], "<=",
                              MAX_SENDFILE_CPU_RATIO)
 
-    rounds = sample_rounds(one_round, min_rounds=min(MIN_ROUNDS, max_rounds), max_rounds=max_rounds, done=decided)
+    rounds = sample_rounds(one_round, min_rounds=min(stats.MIN_SAMPLES, max_rounds), max_rounds=max_rounds,
+                           done=decided)
     return {name: [r[name] for r in rounds] for name in SEND_PATHS}
 
 

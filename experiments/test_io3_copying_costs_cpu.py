@@ -26,18 +26,17 @@ import time
 import pytest
 
 from harness import stats
-from harness.copying import read_pages
-from harness.files import page_cached_file
+from harness.files import page_cached_file, read_pages
 from harness.scale import pick
 from harness.skips import needs_linux
+from harness.stats import sample_rounds
 from harness.threadcpu import ThreadUsage, in_fresh_thread, system_share
-from harness.timing import replay, sample_rounds
+from harness.timing import replay
 
 pytestmark = needs_linux  # RWF_NOWAIT, /proc schedstat, RUSAGE_THREAD
 
 BUFFER_BYTES = 1 << 20  # the user-space buffer of every read
 COPY_SIZES = pick(quick=(32 << 20, 64 << 20, 128 << 20), full=(64 << 20, 128 << 20, 256 << 20, 512 << 20))
-MIN_ROUNDS = 6
 MAX_ROUNDS = pick(quick=12, full=20)  # rounds are added while an interval straddles its threshold
 # The claim: a CPU-free copy leaves the reader asleep (share ≈ 0); a CPU copy keeps it on the CPU (≈ 1).
 NO_COPY_CPU_MAX_SHARE = 0.5
@@ -67,7 +66,7 @@ def copy_rounds(path: str) -> list[dict[int, ThreadUsage]]:
         usages["sleep"] = in_fresh_thread(time.sleep, CONTROL_SLEEP_S)  # what a CPU-free wait reads
         return usages
 
-    return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done)
+    return sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done)
 
 
 def record_fit(evidence, rounds) -> None:

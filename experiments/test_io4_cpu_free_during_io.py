@@ -32,7 +32,8 @@ from harness import stats
 from harness.devices import CHANNELS, SlowDevice
 from harness.scale import pick
 from harness.skips import needs_linux
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 from harness.workloads import spin
 
 pytestmark = needs_linux  # FIONREAD, pass_fds of a socket to a child
@@ -40,7 +41,6 @@ pytestmark = needs_linux  # FIONREAD, pass_fds of a socket to a child
 DEVICE_LATENCY_S = pick(quick=0.1, full=0.25)  # L, how long the "device" takes
 PAYLOAD_BYTES = 64 << 10  # what the device delivers after L (fits any pipe/socket buffer)
 SPIN_CHUNK = 20_000  # spin() iterations between checks for the end of the wait (~1 ms)
-MIN_ROUNDS = 6
 MAX_ROUNDS = pick(quick=10, full=20)  # rounds are added while an interval straddles its threshold
 CONTROL_ROUNDS = 1  # rounds with a polling reader: the same accounting reading the opposite (a figure)
 # A blocked wait leaves the CPU idle (≈ 0 cores: only its wake-up costs). A reader that moves the data
@@ -97,7 +97,7 @@ def rounds_beside_blocked_reader(channel: str) -> tuple[list[dict], list[dict]]:
 
     buf = bytearray(PAYLOAD_BYTES)
     with SlowDevice(channel) as device:
-        rounds = sample_rounds(lambda: one_round(device, buf), min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS,
+        rounds = sample_rounds(lambda: one_round(device, buf), max_rounds=MAX_ROUNDS,
                                done=done)
         return rounds, [one_round(device, buf, "poll_into") for _ in range(CONTROL_ROUNDS)]
 

@@ -29,14 +29,14 @@ from harness import stats
 from harness.devices import SlowDevice, pattern
 from harness.scale import pick
 from harness.skips import needs_linux
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 
 pytestmark = needs_linux  # FIONREAD, pass_fds of a socket to a child
 
 PAYLOAD_BYTES = 64 << 10  # what the device delivers after L (fits any socket buffer)
 READY_BYTES = 1 << 20  # (b): a larger payload, so the caller's copy is long enough to time
 RECV_DELAYS_S = pick(quick=(0.02, 0.1), full=(0.02, 0.1, 0.5))  # (a): L
-MIN_ROUNDS = 6
 MAX_ROUNDS = pick(quick=10, full=20)  # rounds are added while an interval straddles its threshold
 # Suspended until the data is there: wall >= L (ratio >= 1); a call that returned without waiting
 # for the device would read far below 1. 0.95 leaves room for the timers' granularity only.
@@ -67,7 +67,7 @@ def blocking_recv_rounds(delay_s: float) -> list[dict]:
             stats.decided([r["cpu"] / r["wall"] for r in rounds], "<=", MAX_WAITING_CORES)
 
     with SlowDevice("socket") as device:
-        return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done)
+        return sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done)
 
 
 @pytest.mark.claim("IO5")
@@ -112,7 +112,7 @@ def ready_data_rounds() -> list[dict]:
         return stats.decided([r["cpu"] / r["wall"] for r in rounds], ">=", MIN_READY_RECV_CORES)
 
     with SlowDevice("socket") as device:
-        return sample_rounds(one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, done=done)
+        return sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done)
 
 
 @pytest.mark.claim("IO5")

@@ -49,8 +49,9 @@ import pytest
 from harness import stats
 from harness.scale import pick
 from harness.skips import needs_linux
+from harness.stats import sample_rounds
 from harness.subproc import run_module
-from harness.timing import replay, sample_rounds
+from harness.timing import replay
 from harness.waiters import KINDS, descriptor_set, paired_batches
 
 pytestmark = needs_linux  # epoll, /proc/self/task
@@ -114,7 +115,7 @@ def batch_calls(n_fds: int) -> int:
 
 
 def per_fd_cost_single_threaded(kind: str, n_fds: int) -> list[float]:
-    """ns per descriptor from the same batched waits in a fresh single-threaded child."""
+    """Seconds per descriptor from the same batched waits in a fresh single-threaded child."""
     outcome = run_module("harness.children.wait_cost", kind, n_fds, BASELINE_N, batch_calls(n_fds), MIN_ROUNDS,
                          timeout=CHILD_TIMEOUT_S)
     if outcome.returncode != 0:
@@ -122,7 +123,7 @@ def per_fd_cost_single_threaded(kind: str, n_fds: int) -> list[float]:
     result = outcome.result()
     if result["threads"] != 1:
         raise RuntimeError(f"the wait_cost child ran {result['threads']} threads, not one")
-    return [(c - b) / (n_fds - BASELINE_N) * 1e9 for c, b in result["rounds"]]
+    return [(c - b) / (n_fds - BASELINE_N) for c, b in result["rounds"]]
 
 
 def wait_rounds(kind: str, n_fds: int, evidence) -> tuple[list[tuple], int]:
@@ -151,13 +152,13 @@ def test_one_wait_finds_the_ready_descriptor_among_n(benchmark, evidence, select
     replay(benchmark, [cost for cost, *_ in rounds])
 
     evidence.figure("highest_descriptor", highest, "fd")
-    evidence.figure("wait_cost", unit="us (batched back-to-back waits)", samples=[c * 1e6 for c, *_ in rounds])
-    evidence.figure("baseline_wait_cost", unit="us (batched)", samples=[b * 1e6 for _, b, *_ in rounds])
+    evidence.figure("wait_cost", unit="s (batched back-to-back waits)", samples=[c for c, *_ in rounds])
+    evidence.figure("baseline_wait_cost", unit="s (batched)", samples=[b for _, b, *_ in rounds])
     if n_fds > BASELINE_N:
-        evidence.figure("per_fd_cost", unit="ns per descriptor (batched waits, N minus baseline in the same round)",
-                        samples=[(c - b) / (n_fds - BASELINE_N) * 1e9 for c, b, *_ in rounds])
+        evidence.figure("per_fd_cost", unit="s per descriptor (batched waits, N minus baseline in the same round)",
+                        samples=[(c - b) / (n_fds - BASELINE_N) for c, b, *_ in rounds])
     if selector == "poll" and n_fds >= GROWTH_N:
-        evidence.figure("per_fd_cost_single_threaded", unit="ns per descriptor (same method, fresh "
+        evidence.figure("per_fd_cost_single_threaded", unit="s per descriptor (same method, fresh "
                         "single-threaded child: descriptor table not shared)",
                         samples=per_fd_cost_single_threaded(selector, n_fds))
     if selector == "select":
@@ -230,7 +231,7 @@ def test_one_thread_with_a_selector_serves_n_connections(benchmark, evidence):
     evidence.figure("server_selector", handled["selector"])
     evidence.condition(connections=SERVE_CONNECTIONS)
     evidence.figure("messages_per_round", SERVE_CONNECTIONS, unit="messages")
-    evidence.figure("round_time", unit="ms", samples=[t * 1e3 for t in benchmark.stats.stats.data])
+    evidence.figure("round_time", unit="s", samples=benchmark.stats.stats.data)
     evidence.figure("server_threads", len(handled["threads"]), "threads")  # one by construction
     evidence.support("answered_fraction", value=answered["answered"] / answered["sent"], op="==", threshold=1.0,
                      why=f"{answered['sent']} messages over {SERVE_CONNECTIONS} connections, all echoed")

@@ -49,7 +49,7 @@ from harness import aio, probes, uring
 from harness.aio import bench_async
 from harness.scale import pick
 from harness.skips import needs_linux
-from harness.subproc import ROOT, child_env, module_command
+from harness.subproc import ROOT, child_env, kill_group, module_command
 
 MESSAGE_BYTES = 64
 # Claim (AIO): the kernel has copied the message before the loop's code runs, 0 bytes left when
@@ -167,7 +167,7 @@ def trace_child(kind: str, out_path) -> tuple[list[str], str]:
     try:
         _, err = proc.communicate(timeout=STRACE_TIMEOUT_S)
     finally:
-        probes.kill_group(proc.pid)
+        kill_group(proc.pid)
         proc.wait()
     lines = out_path.read_text().splitlines() if out_path.exists() else []
     begin = next((i for i, line in enumerate(lines) if "IO8-BEGIN" in line), None)
@@ -321,7 +321,7 @@ def test_epoll_refuses_regular_files_so_file_reads_run_on_threads(benchmark, evi
     evidence.note("file reads were sent to a thread pool, as asyncio must for files; the helper thread is the "
                   "test's own choice and decides nothing")
     if seen["uring_s"]:
-        evidence.figure("io_uring_file_read", unit="us", samples=[s * 1e6 for s in seen["uring_s"]])
+        evidence.figure("io_uring_file_read", unit="s", samples=seen["uring_s"])
     else:
         evidence.note(f"io_uring file read not run: {uring.refusal()}")
     evidence.control("epoll_on_socket", op="==", threshold=ACCEPTED, value=socket_verdict,

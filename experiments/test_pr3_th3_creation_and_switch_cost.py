@@ -37,7 +37,8 @@ import pytest
 from harness import aio, stats
 from harness.pingpong import START_METHOD, ratios, switch_rounds
 from harness.scale import pick
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 from harness.workloads import spin
 
 # Units per round: enough that each round lasts a few ms at least (a spawned child takes 0.1 s or so).
@@ -48,7 +49,6 @@ CREATION_BATCH = {
     "thread": pick(quick=50, full=200),
     "coroutine": pick(quick=500, full=2000),
 }
-MIN_ROUNDS = 6  # the fewest samples with a 95% interval for the median
 MAX_ROUNDS = pick(quick=12, full=30)  # the bound on sampling while a ratio's interval straddles its threshold
 ROUND_TRIPS = pick(quick=500, full=3000)  # per switching world per round (2 switches each)
 # Claim ("costly", "cheap compared with"): a cost of another order, 10x or more; negation: a
@@ -123,7 +123,7 @@ def creation_rounds(unit: str) -> dict[str, list[float]]:
             fn(1)  # warm up: the forkserver's server, the first thread, the loop
         rounds = sample_rounds(
             lambda: {u: make[u](CREATION_BATCH[u]) / CREATION_BATCH[u] for u in units},
-            min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS,
+            max_rounds=MAX_ROUNDS,
             done=lambda rs: stats.decided([r[num] / r[den] for r in rs], ">=", MIN_COSTLY_RATIO))
     finally:
         aio.close_loop(loop)
@@ -153,7 +153,7 @@ def test_creation_costs_more_for_processes_than_threads_than_tasks(benchmark, ev
 def switching(benchmark, timed: str, worlds: tuple[str, ...], loop, decide_on: str) -> dict[str, list[float]]:
     """Rounds of every world until process / `decide_on` is decided; the benchmark sees `timed`."""
     samples = switch_rounds(worlds, loop, round_trips=ROUND_TRIPS, sample=lambda one_round: sample_rounds(
-        one_round, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS,
+        one_round, max_rounds=MAX_ROUNDS,
         done=lambda rs: stats.decided([r["process-pipe"] / r[decide_on] for r in rs], ">=", MIN_COSTLY_RATIO)))
     benchmark.group = "PR3/TH3/CO4 switch cost (ping-pong, one CPU)"
     replay(benchmark, samples[timed])

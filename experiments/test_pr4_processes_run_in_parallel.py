@@ -42,7 +42,8 @@ from harness import stats
 from harness.measure import measure
 from harness.scale import pick
 from harness.skips import needs_two_cpus
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 from harness.workloads import spin, split
 
 WORKERS = pick(quick=(2,), full=(2, 4))
@@ -51,7 +52,6 @@ WORK_UNITS = pick(quick=6_000_000, full=12_000_000)  # spin() iterations per run
 # Many small tasks per worker, so that a worker slowed by a neighbour does not leave the others
 # idle at the end (idle time would count as room the workers failed to use).
 CHUNKS_PER_WORKER = 8
-MIN_ROUNDS = 6  # the fewest samples with a 95% interval for the median
 MAX_ROUNDS = pick(quick=8, full=20)  # the bound on sampling while an interval straddles its threshold
 
 
@@ -106,8 +106,7 @@ def measure_pool(workers: int, start_method: str, cores: float) -> dict[str, lis
     shares = split(WORK_UNITS, workers * CHUNKS_PER_WORKER)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method)) as pool:
         list(pool.map(spin, [1] * workers))  # start every worker before any clock runs
-        rounds = sample_rounds(lambda: one_round(pool, shares, cpus), min_rounds=MIN_ROUNDS,
-                               max_rounds=MAX_ROUNDS, done=done)
+        rounds = sample_rounds(lambda: one_round(pool, shares, cpus), max_rounds=MAX_ROUNDS, done=done)
     return {k: [r[k] for r in rounds] for k in rounds[0]}
 
 

@@ -44,12 +44,12 @@ from harness.measure import measure
 from harness.parked import ParkedThreads
 from harness.scale import pick
 from harness.skips import needs_two_cpus
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.timing import replay
 from harness.workloads import spin, split
 
 WORKERS = pick(quick=(2,), full=(2, 4))
 WORK_UNITS = pick(quick=1_500_000, full=8_000_000)  # spin() iterations per run, all workers together
-MIN_ROUNDS = 6  # the fewest samples with a 95% interval for the median
 MAX_ROUNDS = pick(quick=12, full=30)  # the bound on sampling while an interval straddles its threshold
 HASH_BUFFER_BYTES = pick(quick=64 << 20, full=128 << 20)  # long enough to dwarf the threads' start (a few ms)
 ZLIB_BUFFER_BYTES = pick(quick=2 << 20, full=4 << 20)
@@ -116,7 +116,7 @@ def scaling(fn, shares, threshold: float, op: str) -> dict[str, list[float]]:
     ctx = multiprocessing.get_context(START_METHOD)
     with ProcessPoolExecutor(len(shares), mp_context=ctx) as pool:
         list(pool.map(fn, shares))  # start the workers before any clock runs
-        rounds = sample_rounds(lambda: one_round(pool, fn, shares), min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS,
+        rounds = sample_rounds(lambda: one_round(pool, fn, shares), max_rounds=MAX_ROUNDS,
                                done=done)
     return {k: [r[k] for r in rounds] for k in rounds[0]}
 

@@ -46,17 +46,17 @@ import time
 import pytest
 
 from harness import stats
-from harness.probes import kill_group, schedstat
+from harness.probes import schedstat
 from harness.scale import pick
 from harness.skips import needs_linux, needs_two_cpus
-from harness.subproc import ROOT, child_env, module_command
-from harness.timing import replay, sample_rounds
+from harness.stats import sample_rounds
+from harness.subproc import ROOT, child_env, kill_group, module_command
+from harness.timing import replay
 
 SWITCH_INTERVALS_S = (0.005, 0.0005)  # CPython's default, and ten times finer
 PAYLOAD_BYTES = 64
 GAP_S = 0.002  # between requests; lets the CPU thread take the GIL back, as between real requests
 BLOCK = 10  # round trips per variant per block; variants alternate block by block
-MIN_BLOCKS = 6  # the fewest samples with a 95% interval for the median
 MAX_BLOCKS = pick(quick=10, full=30)  # the bound on sampling while an interval straddles its threshold
 # Negation: ~1x (the CPU thread holds nothing the I/O thread needs and, with two CPUs, takes none of
 # its CPU); claim: a wait of a switch interval (SWITCH_INTERVALS_S) on a loopback round trip of tens of µs,
@@ -180,7 +180,7 @@ def convoy_blocks(interval: float, with_process: bool, done) -> dict[str, list]:
                     out["cpu_process"] = server.spaced_round_trips(BLOCK)
             return out
 
-        blocks = sample_rounds(one_block, min_rounds=MIN_BLOCKS, max_rounds=MAX_BLOCKS, done=done)
+        blocks = sample_rounds(one_block, max_rounds=MAX_BLOCKS, done=done)
     return {k: [b[k] for b in blocks] for k in blocks[0]}
 
 
@@ -200,7 +200,7 @@ def record(evidence, blocks, interval: float) -> None:
         if name not in blocks:
             continue
         xs = [x for block in blocks[name] for x in block]
-        evidence.figure(f"latency_{name}", unit="us", samples=[x * 1e6 for x in xs])
+        evidence.figure(f"latency_{name}", unit="s", samples=xs)
         evidence.figure(f"round_trips_per_s_{name}", 1 / statistics.fmean(xs), unit="1/s")
         evidence.figure(f"slow_share_{name}", sum(x >= interval / 2 for x in xs) / len(xs), unit="fraction")
         if name != "alone":

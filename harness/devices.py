@@ -13,8 +13,8 @@ import socket
 import subprocess
 
 from harness.children.slow_device import pattern
-from harness.probes import bytes_queued, kill_group
-from harness.subproc import ROOT, child_env, module_command
+from harness.probes import bytes_queued
+from harness.subproc import ROOT, child_env, kill_group, module_command
 
 CHANNELS = ("pipe", "socket")
 SOCKET_SNDBUF = 4 << 20  # the device's socket buffer: large enough to hold a whole ready payload

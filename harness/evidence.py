@@ -142,7 +142,11 @@ class Evidence:
             self.conditions[key] = _jsonable(value)
 
     def figure(self, name: str, value=None, unit: str = "", *, samples=None) -> float:
-        """Record a figure; with `samples`, its median, quartiles, count and the samples. Returns the value."""
+        """Record a figure; with `samples`, its median, quartiles, count and the samples. Returns the value.
+
+        Times go in seconds (unit "s"); a scaled time unit is refused (harness.record.check_unit).
+        """
+        record.check_unit(unit)
         if samples is not None:
             samples = [_jsonable(v) for v in samples]
             entry = Figure(unit=unit, **stats.summarize(samples))

@@ -1,4 +1,4 @@
-"""Temporary files whose pages sit in the page cache, for experiments that time reads from memory.
+"""Files for the copy experiments: temporary files whose pages sit in the page cache, and the read that copies them.
 
 Why this exists: a read of a file that is not cached waits on the disk, and then the figure
 mixes the device's time with the copy's. The copy experiments (IO1, IO3) need a file whose
@@ -10,6 +10,7 @@ fails instead of waiting when a page would have to come from the device.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import tempfile
 from collections.abc import Iterator
@@ -65,3 +66,25 @@ def page_cached_file(size: int, directory: str | None = None) -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+# --- reading a file into a user buffer: the kernel-to-user copy that IO1 and IO3 both time ---
+PAGE_BYTES = mmap.PAGESIZE
+
+
+def read_pages(path: str, nbytes: int, buf: bytearray) -> bytes:
+    """readinto() the first nbytes into buf; return one byte per page (the data we now hold).
+
+    Keeping one byte per page (a C-level stepped slice) proves the bytes reached the buffer
+    while adding little Python work to the copy being timed.
+    """
+    sampled = []
+    with open(path, "rb", buffering=0) as f:
+        left = nbytes
+        while left > 0:
+            n = f.readinto(memoryview(buf)[: min(len(buf), left)])
+            if n == 0:
+                break
+            sampled.append(bytes(buf[0:n:PAGE_BYTES]))
+            left -= n
+    return b"".join(sampled)

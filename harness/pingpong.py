@@ -171,7 +171,7 @@ def frozen_heap():
 
 def switch_rounds(worlds, loop, *, round_trips: int, sample) -> dict[str, list[float]]:
     """Per-switch seconds of every world, one sample per round; `sample(one_round)` runs the rounds
-    (harness.timing.sample_rounds with the caller's bounds and done())."""
+    (harness.stats.sample_rounds with the caller's bounds and done())."""
     with one_cpu(), frozen_heap(), contextlib.ExitStack() as stack:
         # The echo process first: forking while partner threads run is unsafe (3.12 warns).
         ordered = sorted(worlds, key=lambda w: w != "process-pipe")

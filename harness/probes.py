@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import struct
 import termios
 
@@ -53,11 +52,3 @@ def open_descriptors() -> dict[int, str]:
         except OSError:  # closed between the listing and the readlink (the listing's own fd)
             continue
     return found
-
-
-def kill_group(pgid: int) -> None:
-    """SIGKILL a whole process group (a child started with start_new_session and all it started)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

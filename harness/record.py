@@ -25,6 +25,9 @@ from typing import Any
 
 from harness.catalogue import NOT_MEASURED, STATES, VERDICTS, combine
 
+# Times are recorded in seconds, always (a unit may say how: "s per descriptor (batched waits)");
+# the report scales them for reading. A record in ms, µs or ns is refused when it is written.
+SCALED_TIME_UNITS = ("ms", "us", "µs", "ns")
 SUITE_FORMAT = 2
 KNOWN_FORMATS = (1, 2)
 ROLES = ("support", "caveat")
@@ -196,6 +199,14 @@ class Environment:
     kernel: str = _rule(_text, "str")
     machine: str = _rule(_text, "str")
     system: str = _rule(_text, "str")
+
+
+def check_unit(unit: str) -> str:
+    """`unit`, unless it is a scaled time unit (ms, us, µs, ns): records hold seconds."""
+    head = unit.split(" ", 1)[0].split("/", 1)[0]
+    if head in SCALED_TIME_UNITS:
+        raise ValueError(f"unit {unit!r}: record times in seconds (unit 's'); the report scales them")
+    return unit
 
 
 # --- writing and reading --------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Why a separate process: a server in the client's interpreter would share its GIL and its event
 loop, so every client figure would include the server's work. Here each server is a fresh
-``python -m harness.servers <kind>`` child that binds 127.0.0.1 on port 0 and prints the port
+``python -m harness.children.servers <kind>`` child that binds 127.0.0.1 on port 0 and prints the port
 the kernel chose; the parent then probes it until it answers a real request.
 
 - ``http``: aiohttp; ``GET /delay?delay_ms=20`` answers "ok" after sleeping that long (the
@@ -19,15 +19,11 @@ and it exits by itself if its parent dies (it watches its stdin for EOF).
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
-import os
 import select
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,109 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.probes import kill_group
-from harness.subproc import child_env, module_command
+from harness.children.servers import server_loop  # noqa: F401  (the experiments name the loop from here)
+from harness.subproc import child_env, kill_group, module_command
 
 START_TIMEOUT_S = 20.0  # a cold interpreter importing aiohttp takes ~0.5 s; the machine is shared
 STOP_TIMEOUT_S = 5.0
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"http": "HTTP server (aiohttp, /delay?delay_ms=)", "rpc": "msgpack-RPC server (sum)"}
-
-
-# --- the servers (run in the child) -------------------------------------------------------------
-def _serve_http(loop):
-    from aiohttp import web
-
-    async def delay(request):
-        await asyncio.sleep(float(request.query.get("delay_ms", "0")) / 1000.0)
-        return web.Response(text="ok")
-
-    async def start():
-        app = web.Application()
-        app.router.add_get("/delay", delay)
-        runner = web.AppRunner(app, access_log=None)  # a log line per request would cost CPU
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        return runner, site._server.sockets[0].getsockname()[1]
-
-    runner, port = loop.run_until_complete(start())
-    return port, runner.cleanup
-
-
-RPC_METHODS = {"sum": lambda *args: sum(args)}
-
-
-class _RPCServerProtocol(asyncio.Protocol):
-    def connection_made(self, transport):
-        import msgpack
-
-        self.transport = transport
-        self.unpacker = msgpack.Unpacker()
-        self.packb = msgpack.packb
-
-    def data_received(self, data):
-        self.unpacker.feed(data)
-        out = []
-        for msg in self.unpacker:
-            kind, msgid, method, params = msg
-            fn = RPC_METHODS.get(method)
-            if kind != 0 or fn is None:
-                out.append(self.packb([1, msgid, f"no method {method!r}", None]))
-            else:
-                out.append(self.packb([1, msgid, None, fn(*params)]))
-        if out:
-            self.transport.write(b"".join(out))
-
-
-def _serve_rpc(loop):
-    server = loop.run_until_complete(
-        loop.create_server(_RPCServerProtocol, "127.0.0.1", 0, backlog=1024)
-    )
-    port = server.sockets[0].getsockname()[1]
-
-    async def cleanup():
-        server.close()
-        await server.wait_closed()
-
-    return port, cleanup
-
-
-SERVES = {"http": _serve_http, "rpc": _serve_rpc}
-
-
-def server_loop() -> str:
-    """The event loop the servers run on: uvloop when installed (held fixed; clients vary)."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
-
-
-def main(kind: str) -> None:
-    if server_loop() == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    port, cleanup = SERVES[kind](loop)
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-
-    def parent_gone():  # stdin is the parent's pipe: EOF means the parent is gone
-        if not os.read(0, 1024) and not stop.done():
-            stop.set_result(None)
-
-    loop.add_reader(0, parent_gone)
-    print(f"PORT {port}", flush=True)
-    loop.run_until_complete(stop)
-    loop.remove_reader(0)
-    loop.run_until_complete(cleanup())
-    loop.close()
 
 
 # --- the parent's side --------------------------------------------------------------------------
@@ -191,7 +91,7 @@ def running_server(kind: str, timeout: float = START_TIMEOUT_S):
     name = NAMES[kind]
     stderr = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        module_command("harness.servers", kind),
+        module_command("harness.children.servers", kind),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
         cwd=ROOT, env=child_env(), start_new_session=True,
     )
@@ -260,5 +160,3 @@ def rpc_server():
         yield server
 
 
-if __name__ == "__main__":
-    main(sys.argv[1])

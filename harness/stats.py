@@ -54,6 +54,23 @@ def decided(samples, op: str, threshold) -> bool:
     return len(samples) >= MIN_SAMPLES and decide(samples, op, threshold)[0] is not None
 
 
+def sample_rounds(one_round, *, max_rounds: int, min_rounds: int = MIN_SAMPLES, done=None) -> list:
+    """Call one_round() at least `min_rounds` and at most `max_rounds` times; return its results.
+
+    After each round past the minimum, done(results) may end the sampling early: an
+    experiment passes a test that its deciding figure's interval has cleared its threshold
+    (``decided``), so noisy machines get more rounds and quiet ones finish sooner.
+    """
+    if not 0 < min_rounds <= max_rounds:
+        raise ValueError(f"need 0 < min_rounds <= max_rounds, got {min_rounds}, {max_rounds}")
+    results = []
+    while len(results) < max_rounds:
+        results.append(one_round())
+        if len(results) >= min_rounds and done is not None and done(results):
+            break
+    return results
+
+
 def summarize(samples) -> dict:
     """Median with quartiles, min, max and count: the spread the report shows beside a figure."""
     values = sorted(float(v) for v in samples)

@@ -14,9 +14,16 @@ import sys
 from dataclasses import dataclass
 
 from harness.children import RESULT_PREFIX
-from harness.probes import kill_group
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL a whole process group (a child started with start_new_session and all it started)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 @dataclass

@@ -61,23 +61,6 @@ def advance(seconds: float) -> None:
     _virtual += seconds
 
 
-def sample_rounds(one_round, *, min_rounds: int, max_rounds: int, done=None) -> list:
-    """Call one_round() at least `min_rounds` and at most `max_rounds` times; return its results.
-
-    After each round past the minimum, done(results) may end the sampling early: an
-    experiment passes a test that its deciding figure's interval has cleared its threshold
-    (harness.stats.decided), so noisy machines get more rounds and quiet ones finish sooner.
-    """
-    if not 0 < min_rounds <= max_rounds:
-        raise ValueError(f"need 0 < min_rounds <= max_rounds, got {min_rounds}, {max_rounds}")
-    results = []
-    while len(results) < max_rounds:
-        results.append(one_round())
-        if len(results) >= min_rounds and done is not None and done(results):
-            break
-    return results
-
-
 def replay(benchmark, seconds: list[float], units: int = 1) -> None:
     """Give pytest-benchmark the per-round seconds an experiment measured in its own loop.
 

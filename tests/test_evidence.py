@@ -263,3 +263,12 @@ def test_a_control_takes_samples_or_one_value(kwargs, shown):
         with pytest.raises(pytest.skip.Exception, match="control room = .* is not clearly > 0 x: no room"):
             ev.control("room", op=">", threshold=0, unit="x", why="no room", **kwargs)
         assert ev.not_measured_reason.startswith("control room")
+
+
+@pytest.mark.parametrize("unit", ["us", "ms", "ns per descriptor (batched)", "µs", "ms/call"])
+def test_times_are_recorded_in_seconds_only(unit):
+    ev = Evidence(CLAIM, "part")
+    with pytest.raises(ValueError, match="seconds"):
+        ev.figure("t", 1.0, unit)
+    ev.figure("t", 1e-6, "s per descriptor (batched)")
+    ev.figure("rate", 5.0, "msg/s")

@@ -10,15 +10,15 @@ from harness import environment, probes, stats, timing
 
 def test_sampling_stops_once_the_interval_clears_and_never_passes_its_bound():
     values = iter([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.0])
-    got = timing.sample_rounds(lambda: next(values), min_rounds=6, max_rounds=8,
+    got = stats.sample_rounds(lambda: next(values), min_rounds=6, max_rounds=8,
                                done=lambda xs: stats.decided(xs, "<=", 1.5))
     assert len(got) == 6  # decided at the minimum: well below the threshold
     straddling = iter([1.0, 2.0] * 10)
-    got = timing.sample_rounds(lambda: next(straddling), min_rounds=6, max_rounds=10,
+    got = stats.sample_rounds(lambda: next(straddling), min_rounds=6, max_rounds=10,
                                done=lambda xs: stats.decided(xs, "<=", 1.5))
     assert len(got) == 10  # never decided: stopped at the stated bound
     with pytest.raises(ValueError):
-        timing.sample_rounds(lambda: 1, min_rounds=0, max_rounds=3)
+        stats.sample_rounds(lambda: 1, min_rounds=0, max_rounds=3)
 
 
 def test_replay_hands_measured_rounds_to_pytest_benchmark(benchmark):

@@ -48,3 +48,19 @@ def test_the_readme_block_links_only_to_files_that_exist_and_stays_small():
     assert targets, "the README block links to nothing"
     missing = [t for t in targets if not t.startswith("http") and not (ROOT / t).exists()]
     assert not missing, f"README links to files that do not exist: {missing}"
+
+
+@pytest.mark.skipif(not RUNS, reason="no reference runs under results/")
+def test_every_time_figure_of_a_current_run_is_recorded_in_seconds():
+    from harness import record
+
+    current = [p for p in RUNS if record.format_of(json.loads(p.read_text())) == record.SUITE_FORMAT]
+    if not current:
+        pytest.skip("no reference run of the current format yet")
+    for path in current:
+        data = json.loads(path.read_text())
+        units = [f["unit"] for b in data["benchmarks"] for f in (b.get("extra_info") or {}).get("figures", {}).values()]
+        units += [c["unit"] for b in data["benchmarks"] for c in (b.get("extra_info") or {}).get("checks", [])]
+        for unit in units:
+            record.check_unit(unit)  # raises on ms, µs or ns
+        assert any(u.split(" ")[0] == "s" for u in units), f"{path.name} records no time at all"
