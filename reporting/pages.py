@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -240,12 +240,10 @@ class Form:
     short: bool = False  # caveat, n/m, n/t instead of the full verdict names
     title: bool = True  # a column with the claim's short title
     ref_ids: bool = False  # the ID links by reference ([TH4][]) instead of inline
-    code: bool = True  # the README's experiment column
 
 
-INDEX_FORMS = (Form(), Form(short=True), Form(short=True, ref_ids=True), Form(short=True, title=False, ref_ids=True))
-README_FORMS = (Form(), Form(short=True), Form(short=True, ref_ids=True), Form(short=True, ref_ids=True, code=False),
-                Form(short=True, title=False, ref_ids=True), Form(short=True, title=False, ref_ids=True, code=False))
+# The index and the README try the same forms; each claim's page links its experiment file.
+FORMS = (Form(), Form(short=True), Form(short=True, ref_ids=True), Form(short=True, title=False, ref_ids=True))
 
 
 def letters(i: int) -> str:
@@ -263,7 +261,7 @@ def matrix_rows(views: list[ClaimView], links: Links, form: Form = Form(),
     """The verdict matrix's rows, and the reference-link definitions they use (they keep lines short).
 
     In the report each cell links to that environment's evidence ([holds][TH4a]); in the README the
-    ID links to the page and a last column links to the experiment file.
+    ID links to the claim's page, which links the experiment file.
     """
     rows, refs = [], []
     for v in views:
@@ -280,10 +278,6 @@ def matrix_rows(views: list[ClaimView], links: Links, form: Form = Form(),
         else:
             row = [f"[{v.id}]({links.claim(v.id)})"]
         row += ([v.claim.title] if form.title else []) + cells
-        if readme and form.code:
-            if v.claim.file:
-                refs.append(f"[{v.id}-code]: {links.file(v.claim.file)}")
-            row.append(f"[code][{v.id}-code]" if v.claim.file else "—")
         rows.append(row)
     return rows, refs
 
@@ -298,11 +292,11 @@ def compact_heading(col: Column, cols: list[Column]) -> str:
     return text
 
 
-def matrix_headers(cols: list[Column], form: Form, readme: bool) -> tuple[list[str], str]:
+def matrix_headers(cols: list[Column], form: Form) -> tuple[list[str], str]:
     """The matrix's header cells: full headings if they fit, else compact ones, else keys E1, E2, …
     spelled out in the returned list (to go below the table)."""
     def headers(names):
-        return ["ID", *(["claim"] if form.title else []), *names, *(["experiment"] if readme and form.code else [])]
+        return ["ID", *(["claim"] if form.title else []), *names]
     for name in (heading, compact_heading):
         row = headers([name(c, cols) for c in cols])
         if width(_line([md_cell(h) for h in row])) <= MAX_LINE:
@@ -316,13 +310,11 @@ def fit_matrix(views: list[ClaimView], cols: list[Column], links: Links, readme:
     """The matrix in the first form whose lines all fit (and, for the README, whose block fits max_bytes
     with `around` bytes of text around it); the last form cuts instead. Without a title column the
     titles follow the table as a list where there is room for them (in the index, Contents has them)."""
-    forms = README_FORMS if readme else INDEX_FORMS
-    if links.root is None:  # no experiment links from outside the repository
-        forms = tuple(dict.fromkeys(replace(f, code=False) for f in forms))
+    forms = FORMS
     for n, form in enumerate(forms):
         last = n == len(forms) - 1
         rows, refs = matrix_rows(views, links, form, readme)
-        headers, legend = matrix_headers(cols, form, readme)
+        headers, legend = matrix_headers(cols, form)
         try:
             table = md_table(headers, rows, cut=last) + (f"\n\n{legend}" if legend else "")
         except TooWide:

@@ -15,7 +15,13 @@ configuration is never touched. apt checks the tarball against the signed trixie
 keys of the installed debian-archive-keyring.
 
 Compiling takes both cores, so every build step runs under the suite's measurement lock
-(BENCH_LOCK, /tmp/bench.lock): a benchmark run never shares the machine with the compiler.
+(BENCH_LOCK, /tmp/bench.lock): a benchmark run never shares the machine with the compiler;
+`make matrix` and `make stability` wait on the same lock.
+
+A build needs a C compiler, make, and the libssl, zlib and libffi headers (on Debian:
+`apt-get install build-essential libssl-dev zlib1g-dev libffi-dev`); whatever is missing is
+named before anything is built. The builds go into .interpreters/, which git ignores and
+`make clean` keeps; builds.json there records the tarball and each build's duration.
 """
 from __future__ import annotations
 
