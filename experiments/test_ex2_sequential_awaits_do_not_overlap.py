@@ -56,7 +56,7 @@ CALLS = pick(quick=1_000, full=10_000)  # per client per round; aiorpc's benchma
 CONNECTIONS = pick(quick=8, full=16)  # gather: one task per connection
 PIPELINE_WINDOW = 500  # requests in flight on the pipelined connection (bounds memory)
 WARMUP_CALLS = 200  # per client, before any clock runs
-MAX_ROUNDS = pick(quick=16, full=30)
+MAX_ROUNDS = pick(quick=15, full=30)
 SLICES = 4  # per round, blocking and await-loop calls alternate in this many slices of CALLS / SLICES
 # Claim: awaited calls overlap, so at least two are in flight and the await loop makes >= 2x the
 # blocking client's calls per second; negation: one call per round trip, <= 1x (the await only adds

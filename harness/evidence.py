@@ -218,6 +218,7 @@ class Evidence:
         pytest.skip(reason)
 
     def _judge(self, name, value, op, threshold, samples) -> tuple[bool | None, list[float] | None, int | None]:
+        """The outcome of `op threshold` on samples (by their interval) or on a value; the interval and n."""
         if samples is not None:
             if op in ("==", "!="):
                 raise ValueError(f"{name}: an interval decides < <= > >=, not {op}")
@@ -248,8 +249,9 @@ class Evidence:
             other = OppositeOutcome(opposite.label, _jsonable(o_value), o_passed, o_interval, o_n)
             if o_samples is not None:
                 self.figure(f"{name}_opposite", unit=unit, samples=o_samples)
+        looks, level = (stats.rank_for(n)[1:] if n else (None, None))
         self.checks.append(Check(name, _jsonable(value), op, _jsonable(threshold), unit, role, why, passed,
-                                 interval, n, other))
+                                 interval, n, looks, level, other))
         return passed
 
     # --- deciding --------------------------------------------------------------------

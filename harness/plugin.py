@@ -239,13 +239,13 @@ def pytest_terminal_summary(terminalreporter, config):
         if verdict in catalogue.DECIDED and verdict != expected:
             line += f"   <-- catalogue expects {expected}"
         terminalreporter.write_line(line)
-        if verdict in (catalogue.UNDECIDED, catalogue.NOT_MEASURED) or (missing and verdict != catalogue.NOT_MEASURED):
-            for part in parts:
-                for check in part["checks"]:
-                    if check["passed"] is None:
-                        lo, hi = check["interval"]
-                        terminalreporter.write_line(
-                            f"      undecided: {part['part']}: {check['name']} interval {lo:.4g}-{hi:.4g} "
-                            f"straddles {check['op']} {check['threshold']}")
-            for skip in missing:
-                terminalreporter.write_line(f"      not measured: {skip['part']}: {skip['reason']}")
+        # Every undecided part is listed, even where the claim was decided by its other parts.
+        for part in parts:
+            for check in part["checks"]:
+                if check["passed"] is None:
+                    lo, hi = check["interval"]
+                    terminalreporter.write_line(
+                        f"      undecided: {part['part']}: {check['name']} interval {lo:.4g}-{hi:.4g} "
+                        f"straddles {check['op']} {check['threshold']} (n={check['n']})")
+        for skip in missing:
+            terminalreporter.write_line(f"      not measured: {skip['part']}: {skip['reason']}")

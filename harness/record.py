@@ -117,6 +117,8 @@ class Check:
     passed: bool | None = _rule(lambda v: v is None or isinstance(v, bool), PASSED)  # None: undecided
     interval: list | None = _rule(_pair, "[low, high]", default=None)  # of the median, when decided over samples
     n: int | None = _rule(_count, "a count", default=None)  # samples behind the interval
+    looks: int | None = _rule(_count, "a count", default=None)  # looks of the stopping rule up to n (1: fixed n)
+    level: float | None = _rule(lambda v: _number(v) and 0 < v <= 1, "a level in (0, 1]", default=None)
     opposite: OppositeOutcome | None = _rule(lambda v: isinstance(v, dict), "an object", default=None,
                                           record=OppositeOutcome)
 

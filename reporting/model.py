@@ -144,9 +144,11 @@ def interval_text(check_or_figure: dict) -> str:
     interval = check_or_figure.get("interval")
     if not interval:
         return ""
-    n = check_or_figure.get("n")
-    return f"95% interval {fmt_range(interval[0], interval[1], check_or_figure.get('unit', ''))}" + \
-        (f", n={n}" if n else "")
+    n, looks, level = (check_or_figure.get(k) for k in ("n", "looks", "level"))
+    how = f", n={n}" if n else ""
+    if looks and looks > 1:
+        how += f" after {looks} looks, level {level:.1%}" if level else f" after {looks} looks"
+    return f"95% interval {fmt_range(interval[0], interval[1], check_or_figure.get('unit', ''))}{how}"
 
 
 def in_words(check: dict) -> str:

@@ -23,7 +23,8 @@ def env(**changes) -> dict:
 
 def check(name="thread_cores", value=1.01, op="<=", threshold=1.3, unit="cores", role="support", passed=True,
           interval=None, n=None, why="GIL-bound threads keep one core busy", opposite=None):
-    return record.to_json(record.Check(name, value, op, threshold, unit, role, why, passed, interval, n, opposite))
+    return record.to_json(record.Check(name, value, op, threshold, unit, role, why, passed, interval, n,
+                                       opposite=opposite))
 
 
 def figure(value=1.01, unit="cores", samples=None, **extra):

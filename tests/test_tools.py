@@ -75,6 +75,8 @@ def test_the_tables_count_flips_undecided_and_not_measured(tmp_path):
     assert rows["IO1"] == ["IO1", "holds", "undecided", "0", "1", "0", "0"]
     assert rows["CO1"] == ["CO1", "", catalogue.NOT_MEASURED, "0", "0", "1", "0"]
     assert "**1 flip**" in md.read_text()
+    run_lines = [line for line in md.read_text().splitlines() if line.startswith("| 2 (run-002")]
+    assert run_lines and run_lines[0].endswith("| 3 | 1 (33%) | 1 |"), run_lines  # parts, undecided, not measured
 
 
 def test_optional_pins_name_their_modules_and_pip_errors_their_reason():

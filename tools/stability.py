@@ -54,10 +54,20 @@ def run_states(run_json: dict, where: str = "run") -> dict[str, str]:
             if cid in parts or cid in missing else NO_RESULT for cid in selected}
 
 
+def part_counts(run_json: dict) -> dict[str, int]:
+    """A run's parts (settled tests and not-measured ones), and how many were undecided or not measured."""
+    verdicts = [(b.get("extra_info") or {}).get("verdict") for b in run_json.get("benchmarks", [])]
+    verdicts = [v for v in verdicts if v is not None]
+    skipped = len(run_json.get("not_measured", []))
+    return {"parts": len(verdicts) + skipped, "undecided": verdicts.count(catalogue.UNDECIDED),
+            "not_measured": skipped + verdicts.count(catalogue.NOT_MEASURED)}
+
+
 def read_run(run_dir: Path) -> dict:
     """One run folder: its metadata (run.json) and its claims' states (from every JSON it holds)."""
     meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     states: dict[str, str] = {}
+    counts = {"parts": 0, "undecided": 0, "not_measured": 0}
     env = None
     # pytest-benchmark nests them: <run>/<environment slug>/<machine id>/0001_*.json
     for path in sorted(p for p in run_dir.rglob("*.json") if p.parent != run_dir):
@@ -66,8 +76,10 @@ def read_run(run_dir: Path) -> dict:
             states.update(run_states(data, str(path)))
         except record.RecordError as exc:
             raise SystemExit(f"stability: {exc}") from None
+        for key, value in part_counts(data).items():
+            counts[key] += value
         env = data.get("environment") or env
-    return {"name": run_dir.name, "meta": meta, "states": states,
+    return {"name": run_dir.name, "meta": meta, "states": states, "parts": counts,
             "environment": environment.label(env) if env else "unknown"}
 
 
@@ -118,13 +130,18 @@ def to_markdown(runs: list[dict], rows: list[dict]) -> str:
         f"{', '.join(map(str, loads))}. **{total} flip{'s' if total != 1 else ''}** "
         "(a flip is a change between two decided verdicts of one claim, in run order).",
         "",
-        "| run | load | environment | started | seconds | pytest exit |",
-        "|---|---|---|---|---|---|",
+        "Parts are the settled tests (one per parametrization) and the not-measured ones; an undecided part",
+        "had an interval straddling its threshold when its sampling bound ran out.",
+        "",
+        "| run | load | environment | started | seconds | pytest exit | parts | undecided parts | not measured |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, run in enumerate(runs, 1):
-        meta = run["meta"]
+        meta, parts = run["meta"], run.get("parts") or {"parts": 0, "undecided": 0, "not_measured": 0}
+        share = f" ({parts['undecided'] / parts['parts']:.0%})" if parts["parts"] else ""
         lines.append(f"| {i} ({run['name']}) | {meta.get('load', '?')} | {run['environment']} | "
-                     f"{meta.get('started', '?')} | {meta.get('seconds', '?')} | {meta.get('exit_code', '?')} |")
+                     f"{meta.get('started', '?')} | {meta.get('seconds', '?')} | {meta.get('exit_code', '?')} | "
+                     f"{parts['parts']} | {parts['undecided']}{share} | {parts['not_measured']} |")
     lines += ["", "| claim | " + " | ".join(str(i) for i in range(1, len(runs) + 1))
               + " | flips | undecided | not measured |",
               "|---|" + "---|" * len(runs) + "---|---|---|"]
