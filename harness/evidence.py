@@ -172,7 +172,10 @@ class Evidence:
 
         Give the figure as `samples` (decided by the median's interval) or as one `value`.
         `opposite`, the same figure in the world with the other outcome, is judged by the same
-        op and threshold and recorded inside the check; here it is recorded, not yet deciding.
+        op and threshold and recorded inside the check. With it, the check decides only when
+        the two worlds land on opposite sides of the threshold; while the opposite world is
+        undecided the check is undecided, and when both land on the same side the part is not
+        discriminating here: not measured, with both figures named, never a pass.
         """
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
@@ -249,9 +252,17 @@ class Evidence:
             other = OppositeOutcome(opposite.label, _jsonable(o_value), o_passed, o_interval, o_n)
             if o_samples is not None:
                 self.figure(f"{name}_opposite", unit=unit, samples=o_samples)
+        measured = passed
+        if other is not None and other.passed is None:
+            passed = None  # the check decides only once the opposite world has landed too
         looks, level = (stats.rank_for(n)[1:] if n else (None, None))
         self.checks.append(Check(name, _jsonable(value), op, _jsonable(threshold), unit, role, why, passed,
                                  interval, n, looks, level, other))
+        if other is not None and measured is not None and other.passed == measured:
+            self.not_measured(
+                f"not discriminating here: {name} = {_fmt(value)}{_unit(unit)} here and {_fmt(other.value)}"
+                f"{_unit(unit)} in the opposite world ({other.label}) both {'pass' if measured else 'fail'} "
+                f"{op} {_fmt(threshold)}{_unit(unit)}, so this check could not have read the other way")
         return passed
 
     # --- deciding --------------------------------------------------------------------

@@ -242,7 +242,7 @@ def test_an_opposite_world_is_judged_by_the_same_op_and_threshold_and_recorded_i
     assert first["label"] == "a busy-polling reader" and first["passed"] is False and first["n"] == 6
     assert first["interval"] == [0.9, 1.01] and first["value"] == pytest.approx(0.98)
     assert second == {"label": "no lock", "value": 37, "interval": None, "n": None, "passed": False}
-    assert ev.verdict == "holds"  # recorded, not yet deciding
+    assert ev.verdict == "holds"  # both opposite worlds landed on the other side: the checks decide
     bench = FakeBenchmark()
     ev.settle(bench)
     assert bench.extra_info["checks"][0]["opposite"]["passed"] is False
@@ -272,3 +272,23 @@ def test_times_are_recorded_in_seconds_only(unit):
         ev.figure("t", 1.0, unit)
     ev.figure("t", 1e-6, "s per descriptor (batched)")
     ev.figure("rate", 5.0, "msg/s")
+
+
+def test_a_check_whose_opposite_world_lands_on_the_same_side_is_not_discriminating():
+    from harness.evidence import Opposite
+
+    ev = Evidence(CLAIM, "part")
+    with pytest.raises(pytest.skip.Exception, match="not discriminating here: cores = 0.01 cores here and 0.02"):
+        ev.support("cores", op="<=", threshold=0.05, unit="cores", samples=[0.01] * 6,
+                   opposite=Opposite("a starved poller", samples=[0.02] * 6))
+    assert ev.checks[-1].opposite.passed is True and ev.not_measured_reason
+
+
+def test_a_check_waits_for_its_opposite_world_to_decide():
+    from harness.evidence import Opposite
+
+    ev = Evidence(CLAIM, "part")
+    straddling = [0.01, 0.02, 0.03, 0.07, 0.08, 0.09]
+    assert ev.support("cores", op="<=", threshold=0.05, samples=[0.01] * 6,
+                      opposite=Opposite("a poller", samples=straddling)) is None
+    assert ev.verdict == "undecided"
