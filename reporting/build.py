@@ -79,8 +79,11 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
                   e["runs"] + (" (stale)" if e["stale"] else "")] for e in envs]
     matrix, form = pages.fit_matrix(views, cols, md_links, readme=False)
     files = report.files
+    failability = [[f"[{v.id}](claims/{v.id}.md)", model.failability(v)] for v in views
+                   if v.claim.expected != "not-testable"]
     files[out / "REPORT.md"] = md_env.get_template("index.md.j2").render(
-        common, env_table=env_table, matrix=matrix, short=form.short, titles=form.title, root=md_links.root)
+        common, env_table=env_table, matrix=matrix, short=form.short, titles=form.title, root=md_links.root,
+        failability=failability)
     files[site / "index.html"] = html_env.get_template("index.html.j2").render(
         common, root=pages.repo_root_from(site))
     for v in views:

@@ -203,3 +203,35 @@ def shared_conditions(cell_: Cell) -> dict:
 
 def notes(cell_: Cell) -> list[str]:
     return list(dict.fromkeys(n for p in cell_.parts for n in p.info["notes"]))
+
+
+# --- could each verdict have failed? ------------------------------------------------------------
+def discrimination(check: dict) -> str:
+    """Whether a check could have read the other way here: its opposite world landed on the other side."""
+    other = check.get("opposite")
+    if not other:
+        return "no opposite world measured"
+    if other["passed"] is None or check["passed"] is None:
+        return "undecided"
+    return "yes" if other["passed"] != check["passed"] else "no: both worlds on one side"
+
+
+def failable_checks(cell_: Cell) -> list[tuple[str, dict, str]]:
+    """(part label, check, discrimination) for every check of the cell, the not-measured parts' included."""
+    rows = [(cell_.part_label(p), ch, discrimination(ch)) for p, ch in cell_.checks()]
+    for m in cell_.missing:
+        for ch in (m.get("evidence") or {}).get("checks") or []:
+            if ch.get("opposite") and ch["opposite"]["passed"] is not None:
+                rows.append((f"{m['part']} (not measured)", ch, "no: both worlds on one side"))
+    return rows
+
+
+def failability(view: ClaimView) -> str:
+    """For the index: how many of a claim's support checks, over every environment, discriminated."""
+    checks = [(ch, d) for c in view.cells for _, ch, d in failable_checks(c) if ch["role"] == "support"]
+    if not checks:
+        return "no check"
+    shown = sum(d == "yes" for _, d in checks)
+    if shown == len(checks):
+        return "every check"
+    return f"{shown} of {len(checks)} checks"

@@ -602,5 +602,19 @@ def test_a_checks_opposite_world_is_validated_and_shown_beside_it(write_run, tmp
     assert status == 0
     page = (out / "claims" / "TH4.md").read_text()
     assert "a busy-polling reader" in page and "opposite world" in page
+    could = page.split("## Could it fail?", 1)[1].split("##", 1)[0]
+    assert "| yes |" in could
+    index = (out / "REPORT.md").read_text().split("## Could each verdict have failed?", 1)[1]
+    assert "| [TH4](claims/TH4.md) | every check |" in index
     write_run("0001.json", [bench(checks=[check(opposite={**other, "passed": "no"})])])
     assert build_report(tmp_path)[0] == 2
+
+
+def test_a_check_without_an_opposite_world_says_so_and_the_index_counts_it(write_run, tmp_path):
+    other = {"label": "processes", "value": 1.9, "interval": [1.8, 1.95], "n": 6, "passed": False}
+    write_run("0001.json", [bench(checks=[check(opposite=other), check(name="thread_speedup", value=1.0)])])
+    status, out = build_report(tmp_path)
+    assert status == 0
+    page = (out / "claims" / "TH4.md").read_text()
+    assert "no opposite world measured" in page.split("## Could it fail?", 1)[1]
+    assert "| [TH4](claims/TH4.md) | 1 of 2 checks |" in (out / "REPORT.md").read_text()
