@@ -29,12 +29,14 @@ from harness import aio, stats
 from harness.pingpong import ratios, switch_rounds
 from harness.scale import pick
 from harness.stats import sample_rounds
+from harness.thresholds import CHEAPER_THAN
 from harness.timing import replay
 
 ROUND_TRIPS = pick(quick=500, full=3000)  # per world per round (2 switches each)
 MAX_ROUNDS = pick(quick=15, full=40)  # the bound on sampling while the ratio's interval straddles its threshold
 # Claim: a thread switch costs more than a task switch (ratio > 1); negation: no more (<= 1).
-MIN_THREAD_OVER_TASK_SWITCH = 1.0
+# Rule: harness.thresholds.CHEAPER_THAN.
+MIN_THREAD_OVER_TASK_SWITCH = CHEAPER_THAN
 REFERENCES = ("thread-queue", "thread-pipe", "process-pipe")
 
 

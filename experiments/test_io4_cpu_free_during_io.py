@@ -35,6 +35,7 @@ from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
 from harness.stats import sample_rounds
+from harness.thresholds import IDLE_CORES
 from harness.timing import replay
 
 pytestmark = needs_linux  # FIONREAD, pass_fds of a socket to a child
@@ -44,10 +45,9 @@ PAYLOAD_BYTES = 64 << 10  # what the device delivers after L (fits any pipe/sock
 WORK_CHUNK = bytes(256 << 10)  # hashed between checks for the end of the wait (well under a millisecond)
 MAX_ROUNDS = pick(quick=10, full=20)  # rounds are added while an interval straddles its threshold
 WORLDS = {"blocked": "read_into", "polling": "poll_into"}  # the claim's world and the opposite world
-# A blocked wait leaves the CPU idle (≈ 0 cores: only its wake-up costs, well under a hundredth of a
-# core); a busy-polling wait beside a worker that releases the GIL uses about a core. The geometric
-# middle of a hundredth and a whole core: a tenth.
-MAX_BLOCKED_CORES = 0.1
+# A blocked wait leaves the CPU idle (≈ 0 cores: only its wake-up costs); a busy-polling wait beside a
+# worker that releases the GIL uses about a core. Rule: harness.thresholds.IDLE_CORES.
+MAX_BLOCKED_CORES = IDLE_CORES
 
 
 def work_until(stop) -> tuple[int, float]:

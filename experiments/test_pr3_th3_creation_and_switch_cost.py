@@ -38,6 +38,7 @@ from harness import aio, stats
 from harness.pingpong import START_METHOD, ratios, switch_rounds
 from harness.scale import pick
 from harness.stats import sample_rounds
+from harness.thresholds import ORDER_OF_MAGNITUDE
 from harness.timing import replay
 from harness.workloads import spin
 
@@ -52,8 +53,8 @@ CREATION_BATCH = {
 MAX_ROUNDS = pick(quick=12, full=30)  # the bound on sampling while a ratio's interval straddles its threshold
 ROUND_TRIPS = pick(quick=500, full=3000)  # per switching world per round (2 switches each)
 # Claim ("costly", "cheap compared with"): a cost of another order, 10x or more; negation: a
-# comparable cost, about 1x. The threshold is their geometric midpoint.
-MIN_COSTLY_RATIO = 3.0
+# comparable cost, about 1x. Rule: harness.thresholds.ORDER_OF_MAGNITUDE (their geometric midpoint).
+MIN_COSTLY_RATIO = ORDER_OF_MAGNITUDE
 
 
 # --- creation: create + start + finish n empty units, timed by the creator itself -------------

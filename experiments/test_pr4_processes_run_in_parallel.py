@@ -43,6 +43,7 @@ from harness.measure import measure
 from harness.scale import pick
 from harness.skips import needs_two_cpus
 from harness.stats import sample_rounds
+from harness.thresholds import CHEAPER_THAN
 from harness.timing import replay
 from harness.workloads import spin, split
 
@@ -63,7 +64,8 @@ def cores_threshold(ideal: int) -> float:
 # Serialised workers finish no sooner than the sequential run (<= 1x, the negation); parallel ones
 # finish sooner (> 1x, the claim), by up to min(k, CPUs)x less whatever busy vCPUs or SMT siblings
 # cost each other, which no threshold can know in advance: the negation's own bound decides.
-MIN_SPEEDUP = 1.0
+# Rule: harness.thresholds.CHEAPER_THAN ("sooner": a ratio against 1).
+MIN_SPEEDUP = CHEAPER_THAN
 
 
 def timed_spin(iterations: int) -> float:

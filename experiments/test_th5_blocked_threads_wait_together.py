@@ -39,18 +39,19 @@ import pytest
 from harness import environment
 from harness.parked import ParkedThreads
 from harness.scale import pick
+from harness.thresholds import IDLE_CORES, about
 
 THREADS = pick(quick=(10, 100), full=(10, 100, 1000))
 BLOCK_S = 0.03  # L: how long each thread stays blocked, at least
 BLOCK_S_PER_THREAD = 0.0003  # L grows with N beyond 100, so waking N threads stays short beside L
 ROUNDS = pick(quick=6, full=10)
-# wall / L. Overlapping waits predict 1 (plus waking the threads); waits in turn predict N,
-# at least 10 here. The threshold sits between, near their geometric mean.
-MAX_WALL_OVER_L = 3.0
-# CPU cores busy while all N threads are blocked. Blocked in the kernel predicts 0; a wait
-# that keeps a thread running (busy waiting, the GIL held) predicts 1 or more. Between: 0.5.
-MAX_CORES_WHILE_BLOCKED = 0.5
-CONTROL_THREADS = 6  # in turn, they predict wall / L = 6: twice MAX_WALL_OVER_L
+# wall / L. Overlapping waits predict about 1 (plus waking the threads); waits in turn predict N,
+# at least 10 here. Rule: harness.thresholds.about(1), whose upper end is 2.
+MAX_WALL_OVER_L = about(1.0)[1]
+# CPU cores busy while all N threads are blocked. Blocked in the kernel predicts ≈ 0; a wait that
+# keeps a thread running (busy waiting, the GIL held) predicts 1 or more. Rule: IDLE_CORES.
+MAX_CORES_WHILE_BLOCKED = IDLE_CORES
+CONTROL_THREADS = 6  # in turn, they predict wall / L = 6: three times MAX_WALL_OVER_L
 CONTROL_BLOCK_S = 0.01  # the control's L: its waits add up, so it is kept short
 
 

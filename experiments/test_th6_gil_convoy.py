@@ -51,6 +51,7 @@ from harness.scale import pick
 from harness.skips import needs_linux, needs_two_cpus
 from harness.stats import sample_rounds
 from harness.subproc import ROOT, child_env, kill_group, module_command
+from harness.thresholds import ORDER_OF_MAGNITUDE
 from harness.timing import replay
 
 SWITCH_INTERVALS_S = (0.005, 0.0005)  # CPython's default, and ten times finer
@@ -60,11 +61,12 @@ BLOCK = 10  # round trips per variant per block; variants alternate block by blo
 MAX_BLOCKS = pick(quick=10, full=30)  # the bound on sampling while an interval straddles its threshold
 # Negation: ~1x (the CPU thread holds nothing the I/O thread needs and, with two CPUs, takes none of
 # its CPU); claim: a wait of a switch interval (SWITCH_INTERVALS_S) on a loopback round trip of tens of µs,
-# 10x or more. The threshold sits between, near the negation.
-MIN_THREAD_RATIO = 3.0
+# 10x or more. Rule: harness.thresholds.ORDER_OF_MAGNITUDE.
+MIN_THREAD_RATIO = ORDER_OF_MAGNITUDE
 # Negation: ~1 (thread and process both only share the machine); claim: the thread's ratio is 10x or
 # more while the process, which competes for a core and not the GIL, stays near 1x with two CPUs.
-MIN_THREAD_OVER_PROCESS = 3.0
+# Rule: harness.thresholds.ORDER_OF_MAGNITUDE ("far less").
+MIN_THREAD_OVER_PROCESS = ORDER_OF_MAGNITUDE
 ANCHOR = {"alone_rps": 30_000, "cpu_thread_rps": 100, "cpu_process_rps": 20_000}
 
 
