@@ -9,7 +9,11 @@ What is measured:
   thread, an asyncio task), per unit of a batch. Each row's reference units are measured in
   the same round, so every round yields same-round ratios (process / thread, process / task).
 - Switching: the ping-pong of harness.pingpong between two processes over a pipe, two threads
-  over the same pipe and over queue.SimpleQueue, and two tasks, in the same rounds, on one CPU.
+  over the same pipe and over queue.SimpleQueue, and two tasks, in the same rounds, on one CPU;
+  and, in the same rounds, each channel alone (one unit sending into it and receiving from it
+  itself: no switch). A switch net of its channel is its ping-pong minus its channel alone, and
+  the ratio of net costs decides: with the channel included, a pipe's own cost dominates both
+  sides and pulls any ratio towards 1.
 
 How it is decided: "costly" (and "cheap compared with") predicts a cost of another order, the
 negation a comparable one (about 1x); the threshold sits between the two, and the interval of
@@ -35,7 +39,7 @@ import time
 import pytest
 
 from harness import aio, stats
-from harness.pingpong import START_METHOD, ratios, switch_rounds
+from harness.pingpong import CHANNEL_OF, START_METHOD, net, net_ratios, ratios, switch_rounds
 from harness.scale import pick
 from harness.stats import sample_rounds
 from harness.thresholds import ORDER_OF_MAGNITUDE
@@ -50,7 +54,7 @@ CREATION_BATCH = {
     "thread": pick(quick=50, full=200),
     "coroutine": pick(quick=500, full=2000),
 }
-MAX_ROUNDS = pick(quick=12, full=30)  # the bound on sampling while a ratio's interval straddles its threshold
+MAX_ROUNDS = pick(quick=20, full=30)  # the bound on sampling while a ratio's interval straddles its threshold
 ROUND_TRIPS = pick(quick=500, full=3000)  # per switching world per round (2 switches each)
 # Claim ("costly", "cheap compared with"): a cost of another order, 10x or more; negation: a
 # comparable cost, about 1x. Rule: harness.thresholds.ORDER_OF_MAGNITUDE (their geometric midpoint).
@@ -153,9 +157,12 @@ def test_creation_costs_more_for_processes_than_threads_than_tasks(benchmark, ev
 # --- switching -----------------------------------------------------------------------------------
 def switching(benchmark, timed: str, worlds: tuple[str, ...], loop, decide_on: str) -> dict[str, list[float]]:
     """Rounds of every world until process / `decide_on` is decided; the benchmark sees `timed`."""
-    samples = switch_rounds(worlds, loop, round_trips=ROUND_TRIPS, sample=lambda one_round: sample_rounds(
-        one_round, max_rounds=MAX_ROUNDS,
-        done=lambda rs: stats.decided([r["process-pipe"] / r[decide_on] for r in rs], ">=", MIN_COSTLY_RATIO)))
+    def done(rs):
+        net = {w: [r[w] - r[CHANNEL_OF[w]] for r in rs] for w in ("process-pipe", decide_on)}
+        return stats.decided([p / t for p, t in zip(net["process-pipe"], net[decide_on])], ">=", MIN_COSTLY_RATIO)
+
+    samples = switch_rounds(worlds, loop, round_trips=ROUND_TRIPS,
+                            sample=lambda one_round: sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done))
     benchmark.group = "PR3/TH3/CO4 switch cost (ping-pong, one CPU)"
     replay(benchmark, samples[timed])
     return samples
@@ -164,28 +171,44 @@ def switching(benchmark, timed: str, worlds: tuple[str, ...], loop, decide_on: s
 def record_switches(evidence, samples, world: str) -> None:
     evidence.condition(world=world, start_method=START_METHOD, round_trips=ROUND_TRIPS, cpus_pinned=1)
     for w, values in samples.items():
+        if w.startswith("channel-"):
+            evidence.figure(f"{w}_alone_per_message", unit="s", samples=values)
+            continue
         evidence.figure(f"{w}_switch_incl_channel", unit="s", samples=values)
-    evidence.note("per switch = round trip / 2, channel included, both partners pinned to one CPU: a switch is "
-                  "that CPU going from one unit to the other")
+        if w in CHANNEL_OF:
+            evidence.figure(f"{w}_switch_net_of_channel", unit="s", samples=net(samples, w))
+    evidence.note("per switch = round trip / 2, both partners pinned to one CPU: a switch is that CPU going from one "
+                  "unit to the other; net of channel = minus the same channel used by one unit alone, same rounds")
+
+
+def net_control(evidence, samples, den: str) -> None:
+    """The thread switch must cost more than its channel alone, or a net ratio means nothing."""
+    evidence.control(f"{den}_switch_net_of_channel_positive", op=">", threshold=0, unit="s",
+                     samples=net(samples, den),
+                     why=f"the {den} ping-pong cost no more than its channel alone: no switch cost is left to compare")
 
 
 @pytest.mark.claim("PR3")
 def test_process_switch_costs_about_as_much_as_thread_switch(benchmark, evidence):
     loop = aio.new_loop("asyncio")
     try:
-        worlds = ("process-pipe", "thread-pipe", "thread-queue", "coroutine-queue")
+        worlds = ("process-pipe", "thread-pipe", "thread-queue", "coroutine-queue", "channel-pipe", "channel-queue")
         samples = switching(benchmark, "process-pipe", worlds, loop, "thread-pipe")
     finally:
         aio.close_loop(loop)
     record_switches(evidence, samples, "process-pipe")
-    evidence.figure("process_over_thread_queue", unit="x", samples=ratios(samples, "process-pipe", "thread-queue"))
+    evidence.figure("process_over_thread_switch_incl_channel", unit="x",
+                    samples=ratios(samples, "process-pipe", "thread-pipe"))
+    evidence.figure("process_over_thread_queue_net_of_channel", unit="x",
+                    samples=net_ratios(samples, "process-pipe", "thread-queue"))
     evidence.figure("process_over_task", unit="x", samples=ratios(samples, "process-pipe", "coroutine-queue"))
+    net_control(evidence, samples, "thread-pipe")
     evidence.support(
-        "process_over_thread_switch", op=">=", threshold=MIN_COSTLY_RATIO, unit="x",
-        samples=ratios(samples, "process-pipe", "thread-pipe"),
-        why="'costly to switch': the same pipe ping-pong between two processes vs two threads, same rounds",
+        "process_over_thread_switch_net_of_channel", op=">=", threshold=MIN_COSTLY_RATIO, unit="x",
+        samples=net_ratios(samples, "process-pipe", "thread-pipe"),
+        why="'costly to switch': the pipe ping-pong between two processes vs two threads, each net of the pipe "
+            "used alone, same rounds",
     )
-    # Measured: both are kernel switches and cost about the same, so this part reads refuted.
     evidence.settle(benchmark)
 
 
@@ -193,12 +216,15 @@ def test_process_switch_costs_about_as_much_as_thread_switch(benchmark, evidence
 @pytest.mark.parametrize("channel", ["pipe", "queue"])
 def test_thread_switch_costs_about_as_much_as_process_switch(benchmark, evidence, channel):
     world = f"thread-{channel}"
-    samples = switching(benchmark, world, ("process-pipe", world), None, world)
+    worlds = tuple(dict.fromkeys(("process-pipe", world, CHANNEL_OF["process-pipe"], CHANNEL_OF[world])))
+    samples = switching(benchmark, world, worlds, None, world)
     record_switches(evidence, samples, world)
+    evidence.figure("process_over_thread_switch_incl_channel", unit="x", samples=ratios(samples, "process-pipe", world))
+    net_control(evidence, samples, world)
     evidence.support(
-        "process_over_thread_switch", op=">=", threshold=MIN_COSTLY_RATIO, unit="x",
-        samples=ratios(samples, "process-pipe", world),
-        why="'cheap compared with processes': a thread switch vs a process switch, same rounds",
+        "process_over_thread_switch_net_of_channel", op=">=", threshold=MIN_COSTLY_RATIO, unit="x",
+        samples=net_ratios(samples, "process-pipe", world),
+        why="'cheap compared with processes': a thread switch vs a process switch, each net of its channel used "
+            "alone, same rounds",
     )
-    # Measured: a thread switch is a kernel switch too, plus a GIL hand-off, so this part reads refuted.
     evidence.settle(benchmark)

@@ -125,6 +125,27 @@ def _thread_queue() -> Iterator[Run]:
         partner.join(10)
 
 
+@contextlib.contextmanager
+def _channel_alone(make_ends) -> Iterator[Run]:
+    """The channel without a switch: one unit sends into it and receives from it itself, a message each way
+    per switch, so (a world's switch) - (this) is the switch net of its channel."""
+    send, recv, close = make_ends()
+    try:
+        yield lambda n: volley(recv, send, 2 * n)
+    finally:
+        close()
+
+
+def _pipe_ends():
+    here, there = multiprocessing.Pipe()
+    return here.send_bytes, there.recv_bytes, lambda: (here.close(), there.close())
+
+
+def _queue_ends():
+    q = queue.SimpleQueue()
+    return q.put, q.get, lambda: None
+
+
 def _start_thread(target, args) -> threading.Thread:
     t = threading.Thread(target=target, args=args, name="pingpong-partner")
     t.start()
@@ -144,7 +165,11 @@ WORLDS = {
     "thread-queue": lambda loop: _thread_queue(),
     "coroutine-queue": lambda loop: _tasks(asyncio.Queue, loop),
     "coroutine-future": lambda loop: _tasks(lambda: FutureSlot(loop), loop),
+    # Channels alone (no partner, no switch): the baselines that net switches of their channel.
+    "channel-pipe": lambda loop: _channel_alone(_pipe_ends),
+    "channel-queue": lambda loop: _channel_alone(_queue_ends),
 }
+CHANNEL_OF = {"process-pipe": "channel-pipe", "thread-pipe": "channel-pipe", "thread-queue": "channel-queue"}
 
 
 @contextlib.contextmanager
@@ -185,3 +210,13 @@ def switch_rounds(worlds, loop, *, round_trips: int, sample) -> dict[str, list[f
 def ratios(samples: dict[str, list[float]], num: str, den: str) -> list[float]:
     """Same-round ratios num / den."""
     return [a / b for a, b in zip(samples[num], samples[den])]
+
+
+def net(samples: dict[str, list[float]], world: str) -> list[float]:
+    """Per round: `world`'s switch minus its channel alone (CHANNEL_OF), the switch net of the channel."""
+    return [s - c for s, c in zip(samples[world], samples[CHANNEL_OF[world]])]
+
+
+def net_ratios(samples: dict[str, list[float]], num: str, den: str) -> list[float]:
+    """Same-round ratios of switches net of their channels (the experiment's control keeps the denominator above 0)."""
+    return [a / b for a, b in zip(net(samples, num), net(samples, den))]
