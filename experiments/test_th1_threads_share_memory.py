@@ -27,6 +27,7 @@ the threads simply take turns and nothing is lost.
 """
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -42,6 +43,10 @@ RMW_INCREMENTS = pick(quick=50_000, full=200_000)  # per thread: each runs for s
 # Under the lock every increment hands the lock (and the GIL) over: far slower, and its prediction (none
 # lost) does not depend on how many, so the opposite world runs a fifth of the increments.
 LOCKED_INCREMENTS = RMW_INCREMENTS // 5
+# The GIL is handed over at most once per switch interval. At the default 5 ms a round offers only a few
+# hand-overs, and a round may pass without any landing between a read and its write; at 50 µs it offers
+# hundreds. Both worlds run at the same interval, so the lock's world is offered the same chances.
+RMW_SWITCH_INTERVAL_S = 5e-5
 # Lost updates summed over the rounds. Unprotected shared data that breaks predicts some lost; data that
 # needs no protection (or a lock) predicts none. One lost update decides: a count above 0.
 MAX_SAFE_LOST = 0
@@ -116,10 +121,15 @@ def _run_counters(increments: int, lock: threading.Lock | None, body: str = "cal
 
     target = locked if lock else unsafe if body == "call" else inplace
     threads = [threading.Thread(target=target) for _ in range(RMW_THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(RMW_SWITCH_INTERVAL_S)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(before)
     return box[0]
 
 
@@ -138,7 +148,7 @@ def test_unsynchronised_read_modify_write_across_threads_loses_updates(benchmark
     inplace_lost = total - _run_counters(RMW_INCREMENTS, None, body="inplace")
 
     evidence.condition(threads=RMW_THREADS, increments_per_thread=RMW_INCREMENTS,
-                       locked_increments_per_thread=LOCKED_INCREMENTS)
+                       locked_increments_per_thread=LOCKED_INCREMENTS, switch_interval_s=RMW_SWITCH_INTERVAL_S)
     evidence.figure("expected_count", total, "increments")
     evidence.figure("lost_fraction_unlocked", unit="of increments",
                     samples=[(total - v) / total for v in finals["unlocked"]])

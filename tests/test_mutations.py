@@ -20,7 +20,7 @@ from harness import catalogue, environment
 ROOT = Path(__file__).resolve().parent.parent
 CLAIMS = catalogue.load()
 MUTATIONS = {  # plugin -> (claim, experiment file's test selection)
-    "th1_no_preemption": ("TH1", "test_unsynchronised_read_modify_write_across_threads_loses_updates"),
+    "th1_threads_take_turns": ("TH1", "test_unsynchronised_read_modify_write_across_threads_loses_updates"),
     "io4_reader_polls": ("IO4", "test_cpu_is_free_while_a_thread_waits_on_slow_io and pipe"),
     "th4_work_releases_the_gil": ("TH4", "test_cpu_bound_threads_do_not_scale"),
     "pr1_children_are_threads": ("PR1", "test_child_process_writes_are_invisible_to_parent and spawn"),
