@@ -41,8 +41,8 @@ THREAD_WRITES = 100  # items the thread appends to the shared list
 RMW_THREADS = 4
 RMW_INCREMENTS = pick(quick=50_000, full=200_000)  # per thread: each runs for several 5 ms switch intervals
 # Under the lock every increment hands the lock (and the GIL) over: far slower, and its prediction (none
-# lost) does not depend on how many, so the opposite world runs a fifth of the increments.
-LOCKED_INCREMENTS = RMW_INCREMENTS // 5
+# lost) does not depend on how many, so the opposite world runs a tenth of the increments.
+LOCKED_INCREMENTS = RMW_INCREMENTS // 10
 # The GIL is handed over at most once per switch interval. At the default 5 ms a round offers only a few
 # hand-overs, and a round may pass without any landing between a read and its write; at 50 µs it offers
 # hundreds. Both worlds run at the same interval, so the lock's world is offered the same chances.
