@@ -186,19 +186,12 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
         })
     check_headers = (["environment"] if several else []) + ["part", "role", "check", "value", "needs", "interval",
                                                             "result"]
-    # The opposite world's column appears once any check carries one (harness.evidence.Opposite).
-    opposites = any(ch.get("opposite") for c in view.cells for _, ch in c.checks())
-    if opposites:
-        check_headers.append("opposite world")
     check_rows, check_whys, figure_rows = [], [], []
     for c in view.cells:
         for part, ch in c.checks():
             unit = ch.get("unit", "")
             row = [c.part_label(part), ch["role"], ch["name"], fmt(ch["value"], unit),
                    f"{OP_SIGNS[ch['op']]} {fmt(ch['threshold'], unit)}", interval_text(ch) or "—", outcome(ch)]
-            if opposites:
-                other = ch.get("opposite")
-                row.append(f"{other['label']}: {fmt(other['value'], unit)}, {outcome(other)}" if other else "—")
             check_rows.append(([names[c.column.key]] if several else []) + row)
             check_whys.append(ch.get("why", ""))
         for part in c.parts:
