@@ -204,13 +204,15 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
                                    [f"{m['part']} (not measured)", name, figure_text(fig)])
     fail_headers = (["environment"] if several else []) + ["part", "check", "needs", "this world", "opposite world",
                                                            "could it fail?"]
-    fail_rows = []
+    fail_rows, opposite_worlds = [], {}
     for c in view.cells:
         for label, ch, verdict in failable_checks(c):
             unit, other = ch.get("unit", ""), ch.get("opposite")
             here = fmt(ch["value"], unit) + (f" ({interval_text(ch)})" if ch.get("interval") else "")
-            there = "—" if not other else f"{other['label']}: {fmt(other['value'], unit)}" + (
+            there = "—" if not other else fmt(other["value"], unit) + (
                 f" ({interval_text({**other, 'unit': unit})})" if other.get("interval") else "")
+            if other:
+                opposite_worlds.setdefault(ch["name"], other["label"])
             fail_rows.append(([names[c.column.key]] if several else []) + [
                 label, ch["name"], f"{OP_SIGNS[ch['op']]} {fmt(ch['threshold'], unit)}", here, there, verdict])
     whys = list(dict.fromkeys(w for w in check_whys if w))
@@ -221,7 +223,7 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
     return {
         "claim": view.claim, "view": view, "cells": cells, "drawn": drawn, "plot_notes": plot_notes,
         "check_headers": check_headers, "check_rows": check_rows, "check_whys": check_whys, "whys": whys,
-        "fail_headers": fail_headers, "fail_rows": fail_rows,
+        "fail_headers": fail_headers, "fail_rows": fail_rows, "opposite_worlds": list(opposite_worlds.items()),
         "figure_headers": (["environment"] if several else []) + ["part", "figure", "value"],
         "figure_rows": figure_rows, "notes": all_notes, "several": several,
         "comparison": [[part_labels.get(r.part, r.part), r.figure, labels[r.b], *r.cells(labels)[3:]] for r in rows],
