@@ -157,9 +157,10 @@ def test_creation_costs_more_for_processes_than_threads_than_tasks(benchmark, ev
 # --- switching -----------------------------------------------------------------------------------
 def switching(benchmark, timed: str, worlds: tuple[str, ...], loop, decide_on: str) -> dict[str, list[float]]:
     """Rounds of every world until process / `decide_on` is decided; the benchmark sees `timed`."""
-    def done(rs):
+    def done(rs):  # the ratio and its control (the thread's net switch cost above 0) both decided
         net = {w: [r[w] - r[CHANNEL_OF[w]] for r in rs] for w in ("process-pipe", decide_on)}
-        return stats.decided([p / t for p, t in zip(net["process-pipe"], net[decide_on])], ">=", MIN_COSTLY_RATIO)
+        return (stats.decided(net[decide_on], ">", 0) and
+                stats.decided([p / t for p, t in zip(net["process-pipe"], net[decide_on])], ">=", MIN_COSTLY_RATIO))
 
     samples = switch_rounds(worlds, loop, round_trips=ROUND_TRIPS,
                             sample=lambda one_round: sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done))

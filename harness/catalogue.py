@@ -45,6 +45,10 @@ def combine(parts: Iterable[tuple[str, bool]]) -> str:
     (passed or failed). Caveat-only parts qualify a verdict but never make one: a claim whose
     support was not measured reads not-measured (or undecided, if support was measured but no
     interval cleared its threshold), whatever its caveat-only parts found.
+
+    An undecided part could still end refuted or with its caveat shown, so it leaves the claim
+    undecided unless the decided parts already refute it (nothing an open part shows can undo
+    a refutation). A part that was not measured here decides nothing either way.
     """
     parts = list(parts)
     for verdict, _ in parts:
@@ -54,7 +58,10 @@ def combine(parts: Iterable[tuple[str, bool]]) -> str:
     if not deciding:
         return UNDECIDED if any(v == UNDECIDED for v, _ in parts) else NOT_MEASURED
     qualifiers = [v for v, support in parts if not support and v in DECIDED]
-    return min(deciding + qualifiers, key=RANK.index)
+    verdict = min(deciding + qualifiers, key=RANK.index)
+    if verdict != "refuted" and any(v == UNDECIDED for v, _ in parts):
+        return UNDECIDED
+    return verdict
 
 
 # --- the schema -----------------------------------------------------------------------------

@@ -66,7 +66,10 @@ def test_no_checks_gives_no_verdict():
 def test_claim_verdict_takes_the_strongest_qualifier():
     assert combine([("holds", True), ("holds-with-caveat", True), ("holds", True)]) == "holds-with-caveat"
     assert combine([("holds", True), ("refuted", True)]) == "refuted"
-    assert combine([("holds", True), ("undecided", False), ("not-measured", False)]) == "holds"
+    assert combine([("holds", True), ("undecided", False), ("not-measured", False)]) == "undecided"
+    assert combine([("holds", True), ("undecided", True)]) == "undecided"  # the open part could still refute
+    assert combine([("refuted", True), ("undecided", True)]) == "refuted"  # nothing open can undo a refutation
+    assert combine([("holds", True), ("not-measured", False)]) == "holds"
 
 
 def test_caveat_only_parts_never_decide_a_claim_alone():
