@@ -6,7 +6,7 @@ fixture) each add 1 to a shared counter INCREMENTS times, as a read-modify-write
 count. Four bodies, side by side below, differing in one line each:
 - no await inside the read-modify-write (each task yields with `await asyncio.sleep(0)`
   *between* increments, so the tasks do interleave, counted as writer hand-overs);
-- an `await asyncio.sleep(0)` between the read and the write: the control, and the caveat;
+- an `await asyncio.sleep(0)` between the read and the write: the opposite world, and the caveat;
 - the same, inside `async with asyncio.Lock()`, timed against the unlocked body in the
   same rounds: the lock's cost per increment;
 - an uncontended lock around the no-await body, against the bare body: the price of a lock
@@ -18,10 +18,11 @@ inside. If coroutines could be switched anywhere (as threads can, TH1), the no-a
 would lose updates too.
 
 How it is decided: no await inside -> lost == 0 (a lost update is a counterexample, counted
-over all rounds), with the await-inside body run in the same rounds as the control: if it
-loses nothing, the experiment could not have shown a lost update and the part is not
-measured. Await inside -> the lost fraction per round, by its interval, is the caveat (the
-claim holds only for critical sections without an await). asyncio.Lock -> lost == 0 again.
+over all rounds), with the await-inside body run in the same rounds as its opposite world,
+judged by the same check: if it loses nothing too, the check could not have failed and the
+part is not measured (not discriminating here). Await inside -> the lost fraction per round,
+by its interval, is the caveat (the claim holds only for critical sections without an await).
+asyncio.Lock -> lost == 0 again.
 
 Known traps: the benchmark clock reads the loop's own time per increment (harness.timing's
 virtual clock), not the cost of entering the loop. That threads lose updates with the same
@@ -35,6 +36,7 @@ import time
 import pytest
 
 from harness import aio
+from harness.evidence import Opposite
 from harness.scale import pick
 from harness.timing import pedantic_self_timed
 
@@ -138,25 +140,24 @@ def record_counts(evidence, samples, loop) -> None:
     evidence.figure("time_per_increment", unit="s", samples=[s for s, _ in samples])
 
 
-def require_control(evidence, control) -> None:
-    """Not measured unless the await-inside body of the same rounds did lose updates."""
+def opposite(evidence, control) -> Opposite:
+    """The await-inside body of the same rounds: the world where switches land inside the
+    read-modify-write, so the same check must count lost updates there (else it could not fail)."""
     losses = [lost(c) for _, c in control]
-    evidence.figure("control_lost_updates_await_inside", unit="increments", samples=losses)
-    evidence.control("control_lost_updates_await_inside_total", op=">", threshold=0, unit="increments",
-                     value=sum(losses), why="with an await inside, the same tasks lost no update, so a lost update "
-                     "could not have shown here")
+    evidence.figure("opposite_lost_updates_await_inside", unit="increments", samples=losses)
+    return Opposite("the same tasks with an await between the read and the write, unlocked", value=sum(losses))
 
 
 @pytest.mark.claim("CO3")
 def test_counter_without_await_inside_update_is_exact(benchmark, evidence, loop):
     samples, base = bench_counter(benchmark, loop, no_await_inside, {"await_inside": await_inside})
     record_counts(evidence, samples, loop)
-    require_control(evidence, base["await_inside"])
     # No switch without an await predicts 0 lost; coroutines switched anywhere (as threads
     # are) predict losses. One lost update is a counterexample: the threshold is 0.
     evidence.support("lost_updates_total", value=sum(lost(c) for _, c in samples), op="==", threshold=0,
                      unit="increments",
-                     why="no switch can happen between a read and its write without an await")
+                     why="no switch can happen between a read and its write without an await",
+                     opposite=opposite(evidence, base["await_inside"]))
     evidence.settle(benchmark)
 
 
@@ -175,7 +176,7 @@ def test_asyncio_lock_restores_exact_count_at_a_cost(benchmark, evidence, loop):
     baselines = {"unlocked": await_inside, "uncontended": no_await_inside_locked, "no_lock_no_await": no_await_inside}
     samples, base = bench_counter(benchmark, loop, await_inside_locked, baselines)
     record_counts(evidence, samples, loop)
-    require_control(evidence, base["unlocked"])
+    world = opposite(evidence, base["unlocked"])
     unlocked = [s for s, _ in base["unlocked"]]
     evidence.figure("unlocked_time_per_increment", unit="s", samples=unlocked)
     evidence.figure("lock_cost_ratio", unit="x", samples=[s / u for (s, _), u in zip(samples, unlocked)])
@@ -190,5 +191,5 @@ def test_asyncio_lock_restores_exact_count_at_a_cost(benchmark, evidence, loop):
     # elsewhere would break asyncio.Lock's plain check-and-set. One lost update refutes.
     evidence.support("lost_updates_total", value=sum(lost(c) for _, c in samples), op="==", threshold=0,
                      unit="increments",
-                     why="asyncio.Lock keeps other tasks out across the await")
+                     why="asyncio.Lock keeps other tasks out across the await", opposite=world)
     evidence.settle(benchmark)

@@ -4,7 +4,10 @@ What is measured: N tasks on one event loop, each making one blocking call of L 
 (``time.sleep``, standing in for a blocking client library or disk read), two ways in the
 same rounds:
 - blocking: ``time.sleep(L)`` directly in the coroutine (the benchmark);
-- to_thread: ``await asyncio.to_thread(time.sleep, L)``, the control: the same calls, moved.
+- to_thread: ``await asyncio.to_thread(time.sleep, L)``: the same calls, moved.
+Each world is the other's opposite: every check on one is judged on the other's figure by the
+same threshold, so "the loop stalls" reads false where the calls moved, and "a thread restores
+concurrency" reads false where they did not.
 A heartbeat task beside them wakes every HEARTBEAT_TICK_S and records the gaps between its
 wake-ups: the loop's lag, i.e. how long *other* coroutines wait to be run.
 
@@ -21,8 +24,9 @@ runs longer than ``slow_callback_duration`` is reported ("Executing <Task ...> t
 seconds" on the 'asyncio' logger). That report is a measurement by the loop of how long one
 step held it, so it is a support check (the step must be reported at about L), on both
 loops; uvloop implements the report too, and if it stopped doing so the check fails rather
-than skipping. The to_thread step's report count is a figure: OS preemption inside any
-callback on a loaded machine can also get reported.
+than skipping. The to_thread step's longest report is its opposite world (the
+step no longer holds the loop); its report count is a figure: OS preemption inside any callback
+on a loaded machine can also get reported.
 
 Known traps: pytest runs with warnings as errors and debug mode adds checks of its own
 (unclosed transports, never-awaited coroutines), so nothing is left unclosed; debug mode is
@@ -38,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from harness import aio, stats
+from harness.evidence import Opposite
 from harness.scale import pick
 from harness.stats import sample_rounds
 from harness.timing import replay
@@ -105,6 +110,12 @@ def thresholds(n: int) -> dict[str, tuple[str, float]]:
     }
 
 
+def split(name: str) -> tuple[str, str]:
+    """'to_thread_latencies' -> ('to_thread', 'latencies'): the world and the figure of a check."""
+    world = next(w for w in STEPS if name.startswith(f"{w}_"))
+    return world, name[len(world) + 1:]
+
+
 def per_round_figures(rounds) -> dict[str, list[float]]:
     """rounds: [{'blocking': (wall, gap), 'to_thread': (wall, gap)}, ...] -> figure name -> samples."""
     out = {}
@@ -127,7 +138,9 @@ def stalls(loop, n: int) -> list[dict]:
 
         def done(rounds):
             figures = per_round_figures(rounds)
-            return all(stats.decided(figures[name], op, t) for name, (op, t) in limits.items())
+            # each world's figure is also the other world's opposite, judged by the same threshold
+            return all(stats.decided(figures[f"{world}_{split(name)[1]}"], op, t)
+                       for name, (op, t) in limits.items() for world in STEPS)
 
         return sample_rounds(one_round, max_rounds=MAX_ROUNDS, done=done)
     finally:
@@ -152,9 +165,14 @@ def test_blocking_call_stalls_every_coroutine_until_moved_to_a_thread(benchmark,
         "to_thread_latencies": f"in {n} threads the calls overlap",
         "to_thread_max_heartbeat_gap": "the loop keeps running other coroutines while the threads block",
     }
+    worlds = {"blocking": "the same calls moved to threads (asyncio.to_thread)",
+              "to_thread": "the same calls made on the loop's thread (time.sleep in the coroutine)"}
     for name, (op, threshold) in thresholds(n).items():
         unit = "L" if name.endswith("latencies") else "s"
-        evidence.support(name, op=op, threshold=threshold, unit=unit, why=whys[name], samples=figures[name])
+        world, figure = split(name)
+        other, = set(STEPS) - {world}
+        evidence.support(name, op=op, threshold=threshold, unit=unit, why=whys[name], samples=figures[name],
+                         opposite=Opposite(worlds[world], samples=figures[f"{other}_{figure}"]))
     evidence.settle(benchmark)
 
 
@@ -197,7 +215,7 @@ def debug_reports(loop) -> list[dict[str, list[float]]]:
             return reports
 
         def done(rounds):
-            return stats.decided(longest(rounds, "blocking"), ">=", REPORTED_FRACTION)
+            return all(stats.decided(longest(rounds, name), ">=", REPORTED_FRACTION) for name in STEPS)
 
         return sample_rounds(one_round, max_rounds=DEBUG_MAX_ROUNDS, done=done)
     finally:
@@ -221,10 +239,10 @@ def test_debug_mode_names_the_blocking_callback(benchmark, evidence, loop):
     counts = [len(r["blocking"]) for r in rounds]
     evidence.figure("slow_reports_per_blocking_call", unit="reports", samples=counts)
     evidence.figure("slow_reports_per_to_thread_call", unit="reports", samples=[len(r["to_thread"]) for r in rounds])
-    evidence.figure("to_thread_longest_report", unit="steps", samples=longest(rounds, "to_thread"))
     evidence.note(f"{kind} debug mode logged 'Executing <Task ...> took X seconds' on the 'asyncio' logger "
                   f"in {sum(c > 0 for c in counts)} of {len(counts)} rounds of one blocking call")
     evidence.support("blocking_longest_report", op=">=", threshold=REPORTED_FRACTION, unit="steps",
                      why="the loop's own clock saw the blocking step hold it for the whole step",
-                     samples=longest(rounds, "blocking"))
+                     samples=longest(rounds, "blocking"),
+                     opposite=Opposite("the same step moved to a thread", samples=longest(rounds, "to_thread")))
     evidence.settle(benchmark)

@@ -39,6 +39,7 @@ import time
 import pytest
 
 from harness import stats
+from harness.evidence import Opposite
 from harness.files import PAGE_BYTES, page_cached_file, read_pages
 from harness.scale import pick
 from harness.skips import needs_linux
@@ -162,6 +163,7 @@ def test_read_copies_page_cache_while_mmap_maps_it(benchmark, evidence, cached_f
         "read_buffer_sees_later_write", value=copied_seen, op="<=", threshold=0.5, unit="of pages",
         why="the read buffer is the caller's copy: rewriting the file afterwards leaves it as read (a kernel "
             "page handed to the caller would show the new byte: 1)",
+        opposite=Opposite("the same file mapped with mmap (the page-cache page itself)", value=mapped_seen),
     )
     evidence.caveat(
         "mmap_sees_later_write", value=mapped_seen, op=">=", threshold=0.5, unit="of pages",

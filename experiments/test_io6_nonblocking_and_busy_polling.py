@@ -16,7 +16,9 @@ Expected holds.
   time waiting in a run queue for one: over wall, the cores it *demands*. The claim predicts
   the poller demands a whole core (it never sleeps) and the blocking wait ≈ 0; a poll that
   cost nothing would demand ≈ 0. Without schedstat, the poller's CPU over the spin's CPU in
-  the same round decides instead. Both decided by intervals of per-round figures.
+  the same round decides instead. Both decided by intervals of per-round figures, and each
+  wait is the other's opposite world: the blocking wait's demand must fail the poller's
+  threshold, and the poller's cores the blocking wait's.
 
 Traps: on a shared machine a spinning thread's CPU can fall far below one core while it waits
 for a CPU, so the verdict uses demand, which stays at 1 under any load; CPU obtained is
@@ -33,6 +35,7 @@ import time
 import pytest
 
 from harness import stats
+from harness.evidence import Opposite
 from harness.measure import Meter
 from harness.probes import has_schedstat, schedstat
 from harness.scale import pick
@@ -53,6 +56,7 @@ MIN_BUSY_DEMAND = 0.5
 MIN_BUSY_SHARE = 0.5
 # A thread blocked in recv sleeps (≈ 0 cores); one that waited on the CPU would use a whole core.
 MAX_BLOCKING_CORES = 0.25
+BLOCKING_WORLD = "the same wait as one blocking recv"  # the poller's opposite world, and vice versa
 
 
 def nonblocking_pairs(writer, reader) -> tuple[list[float], list[float], int]:
@@ -164,15 +168,22 @@ def waiting_rounds() -> list[dict]:
             stack.enter_context(pair[1])
         pairs["busy_poll"][1].setblocking(False)
 
-        def done(rounds):
-            busy = [r["busy_poll"]["demand"] if r["busy_poll"]["demand"] is not None
-                    else r["busy_poll"]["cores"] / r["spin"]["cores"] for r in rounds]
-            return stats.decided(busy, ">=", MIN_BUSY_DEMAND) and \
-                stats.decided([r["blocking"]["cores"] for r in rounds], "<=", MAX_BLOCKING_CORES)
+        def done(rounds):  # each wait's figure, and the same figure of the other wait (its opposite world)
+            busy = MIN_BUSY_DEMAND if rounds[0]["busy_poll"]["demand"] is not None else MIN_BUSY_SHARE
+            return all(stats.decided(demand(rounds, name), ">=", busy) and
+                       stats.decided([r[name]["cores"] for r in rounds], "<=", MAX_BLOCKING_CORES)
+                       for name in ("busy_poll", "blocking"))
 
         # the spin control runs right before the busy-poll, so each pair sees the same load
         return sample_rounds(lambda: {name: timed_wait(wait, pairs[name]) for name, wait in WAITS.items()},
                              max_rounds=MAX_ROUNDS, done=done)
+
+
+def demand(rounds, name: str) -> list[float]:
+    """Per round, the cores `name`'s wait demanded (schedstat: run + queue time), or without
+    schedstat its CPU share relative to a pure spin in the same round."""
+    return [r[name]["demand"] if r[name]["demand"] is not None else r[name]["cores"] / r["spin"]["cores"]
+            for r in rounds]
 
 
 @pytest.mark.claim("IO6")
@@ -183,7 +194,7 @@ def test_busy_poll_burns_a_core_while_a_blocking_wait_burns_none(benchmark, evid
     replay(benchmark, [r["busy_poll"]["wall"] for r in rounds])
 
     evidence.condition(data_delay_s=DATA_DELAY_S)
-    for name in ("busy_poll", "spin"):  # the blocking wait's cores are its check below
+    for name in ("spin",):  # the two waits' cores are the checks below (each the other's opposite)
         evidence.figure(f"{name}_cores", unit="cores", samples=[r[name]["cores"] for r in rounds])
     evidence.figure("empty_polls_per_wait", unit="calls", samples=[r["busy_poll"]["polls"] for r in rounds])
     evidence.figure("process_cores_whole_run", process.usage.cores, unit="cores")
@@ -191,13 +202,17 @@ def test_busy_poll_burns_a_core_while_a_blocking_wait_burns_none(benchmark, evid
         for name in ("spin", "blocking"):
             evidence.figure(f"{name}_core_demand", unit="cores", samples=[r[name]["demand"] for r in rounds])
         evidence.support("busy_poll_core_demand", op=">=", threshold=MIN_BUSY_DEMAND, unit="cores",
-                         samples=[r["busy_poll"]["demand"] for r in rounds],
-                         why="the polling thread never sleeps: it holds or queues for a core all the time")
+                         samples=demand(rounds, "busy_poll"),
+                         why="the polling thread never sleeps: it holds or queues for a core all the time",
+                         opposite=Opposite(BLOCKING_WORLD, samples=demand(rounds, "blocking")))
     else:
         evidence.support("busy_poll_share_of_spin", op=">=", threshold=MIN_BUSY_SHARE, unit="x",
-                         samples=[r["busy_poll"]["cores"] / r["spin"]["cores"] for r in rounds],
-                         why="no schedstat here: the poller gets the CPU a pure spin gets in the same round")
+                         samples=demand(rounds, "busy_poll"),
+                         why="no schedstat here: the poller gets the CPU a pure spin gets in the same round",
+                         opposite=Opposite(BLOCKING_WORLD, samples=demand(rounds, "blocking")))
     evidence.support("blocking_wait_cores", op="<=", threshold=MAX_BLOCKING_CORES, unit="cores",
                      samples=[r["blocking"]["cores"] for r in rounds],
-                     why="a thread blocked in recv sleeps in the kernel until the data arrives")
+                     why="a thread blocked in recv sleeps in the kernel until the data arrives",
+                     opposite=Opposite("the same wait as a busy-polling loop of non-blocking recv",
+                                       samples=[r["busy_poll"]["cores"] for r in rounds]))
     evidence.settle(benchmark)

@@ -3,7 +3,8 @@
 What is measured:
 - sharing: a thread writes to a module global and creates an object that it stores there;
   after joining it, the main thread counts how many of the thread's writes it sees, and
-  whether the object it reads back is that very object (the id() the thread recorded).
+  whether the object it reads back is that very object (the id() the thread recorded). The
+  opposite world: the same writes made by a child process (spawn), once; none are seen here.
 - protection: RMW_THREADS threads do an unsynchronised read-modify-write of one counter
   through a Python function (``box[0] = bump(box[0])``), with no forced yield: the interpreter
   may hand the GIL over where the function starts, between the read and the write. The
@@ -27,6 +28,7 @@ the threads simply take turns and nothing is lost.
 """
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import threading
 
@@ -52,6 +54,7 @@ RMW_SWITCH_INTERVAL_S = 5e-5
 MAX_SAFE_LOST = 0
 
 SHARED = {"writer": "main", "items": []}
+CHILD_TIMEOUT_S = 60  # the opposite world's writer process: start, write, report
 
 
 def sharing_round() -> dict:
@@ -75,6 +78,36 @@ def sharing_round() -> dict:
             "same_object": bool(made_id) and read_back is not None and id(read_back) == made_id[0]}
 
 
+def process_writer(sender) -> None:
+    """In a child process: the thread's writes, made to this process's own SHARED."""
+    SHARED["writer"] = "thread"
+    SHARED["items"].extend(range(THREAD_WRITES))
+    sender.send(len(SHARED["items"]) + (SHARED["writer"] == "thread"))
+    sender.close()
+
+
+def process_round() -> int:
+    """The opposite world: the same writes made by a child process; returns the writes unseen here."""
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=process_writer, args=(sender,))
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(CHILD_TIMEOUT_S):
+            raise RuntimeError(f"the writer process sent nothing within {CHILD_TIMEOUT_S} s")
+        made = receiver.recv()
+    finally:
+        receiver.close()
+        child.join(CHILD_TIMEOUT_S)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if made != THREAD_WRITES + 1:
+        raise RuntimeError(f"the writer process made {made} writes, not {THREAD_WRITES + 1}")
+    return made - (len(SHARED["items"]) + (SHARED["writer"] == "thread"))
+
+
 @pytest.mark.claim("TH1")
 def test_thread_writes_are_visible_to_other_threads(benchmark, evidence):
     rounds = []
@@ -87,9 +120,12 @@ def test_thread_writes_are_visible_to_other_threads(benchmark, evidence):
     evidence.figure("thread_writes_made", writes, "writes per round")
     # Shared memory predicts every write seen and the very object read back; separate copies
     # (processes, PR1) predict none seen and no such object. One miss refutes sharing.
+    unseen_from_a_process = process_round()
     evidence.support("thread_writes_unseen_by_main", value=sum(writes - r["seen"] for r in rounds), op="==",
                      threshold=0, unit="writes",
-                     why="the thread wrote the main thread's own objects (items plus the writer field)")
+                     why="the thread wrote the main thread's own objects (items plus the writer field)",
+                     opposite=Opposite("the same writes made by a child process (spawn) to its own globals",
+                                       value=unseen_from_a_process))
     evidence.support(
         "rounds_with_a_different_object", value=sum(not r["same_object"] for r in rounds), op="==", threshold=0,
         unit="rounds",

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
+from harness import thresholds
+
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE_PATH = ROOT / "catalogue.toml"
 
@@ -31,6 +33,7 @@ LABELS = {NOT_MEASURED: "not measured here"}
 # Environment traits an expectation may depend on (catalogue: expected_when = { no_gil = ... }).
 TRAITS = {"no_gil": "the GIL was off for the whole run (free-threaded build, GIL not re-enabled)"}
 TITLE_MAX = 60
+MAX_DECIDING = 2  # deciding checks per claim, each with an opposite world or a reason why none
 
 
 def label(state: str) -> str:
@@ -79,6 +82,11 @@ class Claim:
     predicted: str = ""  # the catalogue's prediction, kept where the measurement disagreed with it
     expected_when: Mapping[str, str] = field(default_factory=dict)  # trait -> verdict in that environment
     parts: Mapping[str, str] = field(default_factory=dict)  # test function or part -> its verdict, where the rule errs
+    # The checks that carry the verdict (at most MAX_DECIDING), each with the threshold rule it cites
+    # (harness.thresholds.RULES); each is measured beside an opposite world unless `unfalsified`
+    # says why none can be built here (the report then marks the verdict as resting on it).
+    deciding: Mapping[str, str] = field(default_factory=dict)  # check name -> threshold rule
+    unfalsified: Mapping[str, str] = field(default_factory=dict)  # deciding check -> why no opposite world
 
     def expected_for(self, traits: Iterable[str] = ()) -> str:
         """The expected verdict in an environment with these traits (e.g. {"no_gil"})."""
@@ -133,6 +141,18 @@ def _check(claim: Claim, where: str) -> None:
             fail(f"expected_when names unknown trait {trait!r}; known: {', '.join(TRAITS)}")
         if verdict not in VERDICTS:
             fail(f"expected_when.{trait} is unknown verdict {verdict!r}")
+    if len(claim.deciding) > MAX_DECIDING:
+        fail(f"names {len(claim.deciding)} deciding checks; at most {MAX_DECIDING}")
+    for check, rule in claim.deciding.items():
+        if rule not in thresholds.RULES:
+            fail(f"deciding.{check} cites unknown threshold rule {rule!r}; known: {', '.join(thresholds.RULES)}")
+    for check, why in claim.unfalsified.items():
+        if check not in claim.deciding:
+            fail(f"unfalsified names {check!r}, which is not one of its deciding checks")
+        if not why.strip():
+            fail(f"unfalsified.{check} gives no reason")
+    if claim.expected != "not-testable" and not claim.deciding:
+        fail("names no deciding checks (deciding = { check_name = \"rule\" })")
     if claim.expected == "not-testable":
         if not claim.why_not_testable:
             fail("is not-testable but says not why")

@@ -206,19 +206,27 @@ def notes(cell_: Cell) -> list[str]:
 
 
 # --- could each verdict have failed? ------------------------------------------------------------
-def discrimination(check: dict) -> str:
+NOT_FALSIFIABLE = "cannot be falsified here (reason below)"
+
+
+def discrimination(check: dict, claim=None) -> str:
     """Whether a check could have read the other way here: its opposite world landed on the other side."""
     other = check.get("opposite")
     if not other:
+        if claim is not None and check["name"] in claim.unfalsified:
+            return NOT_FALSIFIABLE
         return "no opposite world measured"
     if other["passed"] is None or check["passed"] is None:
         return "undecided"
     return "yes" if other["passed"] != check["passed"] else "no: both worlds on one side"
 
 
-def failable_checks(cell_: Cell) -> list[tuple[str, dict, str]]:
-    """(part label, check, discrimination) for every check of the cell, the not-measured parts' included."""
-    rows = [(cell_.part_label(p), ch, discrimination(ch)) for p, ch in cell_.checks()]
+def failable_checks(cell_: Cell, claim=None) -> list[tuple[str, dict, str]]:
+    """(part label, check, discrimination) for the cell's deciding checks (the catalogue's
+    `deciding`) and any other check measured beside an opposite world, not-measured parts included."""
+    deciding = set(claim.deciding) if claim is not None else set()
+    rows = [(cell_.part_label(p), ch, discrimination(ch, claim)) for p, ch in cell_.checks()
+            if claim is None or ch["name"] in deciding or ch.get("opposite")]
     for m in cell_.missing:
         for ch in (m.get("evidence") or {}).get("checks") or []:
             if ch.get("opposite") and ch["opposite"]["passed"] is not None:
@@ -227,11 +235,15 @@ def failable_checks(cell_: Cell) -> list[tuple[str, dict, str]]:
 
 
 def failability(view: ClaimView) -> str:
-    """For the index: how many of a claim's support checks, over every environment, discriminated."""
-    checks = [(ch, d) for c in view.cells for _, ch, d in failable_checks(c) if ch["role"] == "support"]
+    """For the index: of a claim's deciding checks, over every environment, how many discriminated,
+    and how many rest on a check that could not be falsified here."""
+    claim = view.claim
+    checks = [(ch, d) for c in view.cells for _, ch, d in failable_checks(c, claim) if ch["name"] in claim.deciding]
     if not checks:
-        return "no check"
+        return "no deciding check measured"
     shown = sum(d == "yes" for _, d in checks)
-    if shown == len(checks):
-        return "every check"
-    return f"{shown} of {len(checks)} checks"
+    unfalsifiable = sorted({ch["name"] for ch, d in checks if d == NOT_FALSIFIABLE})
+    text = "every deciding check" if shown == len(checks) else f"{shown} of {len(checks)} deciding checks"
+    if unfalsifiable:
+        text += f"; rests on {', '.join(unfalsifiable)}, which cannot be falsified here"
+    return text

@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from harness import catalogue
+from harness.thresholds import RULES
 from reporting import compare
 from reporting.model import (
     Cell,
@@ -202,11 +203,11 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
             for name, fig in ((m.get("evidence") or {}).get("figures") or {}).items():
                 figure_rows.append(([names[c.column.key]] if several else []) +
                                    [f"{m['part']} (not measured)", name, figure_text(fig)])
-    fail_headers = (["environment"] if several else []) + ["part", "check", "needs", "this world", "opposite world",
-                                                           "could it fail?"]
+    fail_headers = (["environment"] if several else []) + ["part", "check", "rule", "needs", "this world",
+                                                           "opposite world", "could it fail?"]
     fail_rows, opposite_worlds = [], {}
     for c in view.cells:
-        for label, ch, verdict in failable_checks(c):
+        for label, ch, verdict in failable_checks(c, view.claim):
             unit, other = ch.get("unit", ""), ch.get("opposite")
             here = fmt(ch["value"], unit) + (f" ({interval_text(ch)})" if ch.get("interval") else "")
             there = "—" if not other else fmt(other["value"], unit) + (
@@ -214,7 +215,8 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
             if other:
                 opposite_worlds.setdefault(ch["name"], other["label"])
             fail_rows.append(([names[c.column.key]] if several else []) + [
-                label, ch["name"], f"{OP_SIGNS[ch['op']]} {fmt(ch['threshold'], unit)}", here, there, verdict])
+                label, ch["name"], view.claim.deciding.get(ch["name"], "not deciding"),
+                f"{OP_SIGNS[ch['op']]} {fmt(ch['threshold'], unit)}", here, there, verdict])
     whys = list(dict.fromkeys(w for w in check_whys if w))
     all_notes = list(dict.fromkeys(n for c in view.cells for n in notes(c)))
     rows = compare.across(view)
@@ -224,6 +226,8 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
         "claim": view.claim, "view": view, "cells": cells, "drawn": drawn, "plot_notes": plot_notes,
         "check_headers": check_headers, "check_rows": check_rows, "check_whys": check_whys, "whys": whys,
         "fail_headers": fail_headers, "fail_rows": fail_rows, "opposite_worlds": list(opposite_worlds.items()),
+        "unfalsified": list(view.claim.unfalsified.items()), "rules": RULES,
+        "rules_used": sorted(set(view.claim.deciding.values())),
         "figure_headers": (["environment"] if several else []) + ["part", "figure", "value"],
         "figure_rows": figure_rows, "notes": all_notes, "several": several,
         "comparison": [[part_labels.get(r.part, r.part), r.figure, labels[r.b], *r.cells(labels)[3:]] for r in rows],

@@ -24,7 +24,7 @@ def claim_ids_in(path: Path) -> list[str]:
 
 CLAIMS = catalogue.load()
 ENTRY = '[[claim]]\nid = "X1"\nsection = "s"\ntitle = "t"\nstatement = "t"\nexpected = "holds"\n' \
-        'file = "experiments/test_x1_thing.py"\n'
+        'file = "experiments/test_x1_thing.py"\ndeciding = { lost = "exact" }\n'
 
 
 def test_catalogue_claims_are_complete():
@@ -66,6 +66,11 @@ def test_duplicate_ids_are_refused(tmp_path):
     (('expected = "holds"', 'expected = "holds"\nexpected_when = { no_gil = "refuted", warm = "holds" }'),
      "unknown trait"),
     (('file = "experiments/test_x1_thing.py"\n', ''), "names no experiment file"),
+    (('deciding = { lost = "exact" }\n', ''), "names no deciding checks"),
+    (('{ lost = "exact" }', '{ lost = "roughly" }'), "unknown threshold rule"),
+    (('{ lost = "exact" }', '{ a = "exact", b = "exact", c = "exact" }'), "at most 2"),
+    (('{ lost = "exact" }', '{ lost = "exact" }\nunfalsified = { seen = "an OS guarantee" }'),
+     "not one of its deciding checks"),
 ])
 def test_malformed_entries_are_refused_loudly(tmp_path, change, message):
     bad = tmp_path / "c.toml"
@@ -79,6 +84,14 @@ def test_expectations_may_depend_on_the_environment(tmp_path):
     path.write_text(ENTRY + 'expected_when = { no_gil = "refuted" }\n')
     claim = catalogue.load(path)["X1"]
     assert claim.expected_for(set()) == "holds" and claim.expected_for({"no_gil"}) == "refuted"
+
+
+def test_every_deciding_check_cites_a_rule_and_every_reason_a_deciding_check():
+    for claim in CLAIMS.values():
+        if claim.expected == "not-testable":
+            continue
+        assert 1 <= len(claim.deciding) <= catalogue.MAX_DECIDING, claim.id
+        assert set(claim.unfalsified) <= set(claim.deciding), claim.id
 
 
 MAX_TEST_LINES = 60  # a test decides; measuring belongs in a step it calls (test_th4's scaling() is the model)

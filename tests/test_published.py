@@ -64,3 +64,34 @@ def test_every_time_figure_of_a_current_run_is_recorded_in_seconds():
         for unit in units:
             record.check_unit(unit)  # raises on ms, µs or ns
         assert any(u.split(" ")[0] == "s" for u in units), f"{path.name} records no time at all"
+
+
+@pytest.mark.skipif(not RUNS, reason="no reference runs under results/")
+def test_every_deciding_check_of_the_reference_runs_has_an_opposite_world_or_a_reason():
+    """Each check the catalogue names as deciding was measured beside an opposite world in every
+    reference run that recorded it, or the catalogue says why no opposite world can be built; and
+    every deciding check is recorded by some run (a rename on either side would hide it)."""
+    from harness import catalogue, record
+
+    claims = catalogue.load()
+    seen: dict[str, set[str]] = {}
+    missing = []
+    for path in RUNS:
+        data = json.loads(path.read_text())
+        if record.format_of(data) != record.SUITE_FORMAT:
+            continue
+        for bench in data["benchmarks"]:
+            info = bench.get("extra_info") or {}
+            claim = claims.get(info.get("claim"))
+            if claim is None:
+                continue
+            for check in info.get("checks", []):
+                if check["name"] not in claim.deciding:
+                    continue
+                seen.setdefault(claim.id, set()).add(check["name"])
+                if not check.get("opposite") and check["name"] not in claim.unfalsified:
+                    missing.append(f"{path.parent.parent.name}: {claim.id} {info['part']}: {check['name']}")
+    assert not missing, "deciding checks with neither an opposite world nor a catalogue reason:\n" + "\n".join(missing)
+    unrecorded = [f"{c.id}: {name}" for c in claims.values() if c.id in seen
+                  for name in c.deciding if name not in seen[c.id]]
+    assert not unrecorded, f"deciding checks that no reference run records: {unrecorded}"

@@ -605,7 +605,7 @@ def test_a_checks_opposite_world_is_validated_and_shown_beside_it(write_run, tmp
     could = page.split("## Could it fail?", 1)[1].split("##", 1)[0]
     assert "| yes |" in could
     index = (out / "REPORT.md").read_text().split("## Could each verdict have failed?", 1)[1]
-    assert "| [TH4](claims/TH4.md) | every check |" in index
+    assert "| [TH4](claims/TH4.md) | every deciding check |" in index
     write_run("0001.json", [bench(checks=[check(opposite={**other, "passed": "no"})])])
     assert build_report(tmp_path)[0] == 2
 
@@ -617,4 +617,17 @@ def test_a_check_without_an_opposite_world_says_so_and_the_index_counts_it(write
     assert status == 0
     page = (out / "claims" / "TH4.md").read_text()
     assert "no opposite world measured" in page.split("## Could it fail?", 1)[1]
-    assert "| [TH4](claims/TH4.md) | 1 of 2 checks |" in (out / "REPORT.md").read_text()
+    assert "| [TH4](claims/TH4.md) | 1 of 2 deciding checks |" in (out / "REPORT.md").read_text()
+
+
+def test_a_deciding_check_the_catalogue_calls_unfalsifiable_is_marked_with_its_reason(write_run, tmp_path):
+    from harness import catalogue
+
+    claim = catalogue.load()["IO2"]
+    name, why = next(iter(claim.unfalsified.items()))
+    write_run("0001.json", [bench(claim="IO2", name="test_x", checks=[check(name=name, op=">=", threshold=0.5)])])
+    status, out = build_report(tmp_path)
+    assert status == 0
+    could = (out / "claims" / "IO2.md").read_text().split("## Could it fail?", 1)[1].split("\n## ", 1)[0]
+    assert "cannot be falsified here" in could and why in could
+    assert f"rests on {name}, which cannot be falsified here" in (out / "REPORT.md").read_text()
