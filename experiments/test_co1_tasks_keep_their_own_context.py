@@ -13,6 +13,14 @@ after it, so the check does catch shared state whenever other tasks ran in betwe
 locals are not checked: they live in the coroutine's own frame, which no other task can
 reach (a language guarantee).
 
+The opposite worlds (harness.evidence.Opposite), measured in the same tasks at the same awaits:
+- for the mismatches: the same per-task value kept in a plain module global that all the tasks
+  share (the control's dict), read after the very same await and counted the same way;
+- for the child's leak: the same child coroutine awaited directly instead of wrapped in a task.
+  A coroutine awaited directly runs in its caller's context (no copy is made), so its set()
+  lands in the parent's context: the child shares the context that a task would have copied.
+Each check decides only when its two worlds land on opposite sides of 0.
+
 How it is decided: mismatches and children's leaks are counterexamples, counted over all
 rounds: one refutes the claim. When the control shows nothing (no interleaving, no global
 overwritten), the experiment could not have seen a shared context either, and the part is
@@ -31,6 +39,7 @@ import pytest
 
 from harness import aio
 from harness.aio import bench_async
+from harness.evidence import Opposite
 from harness.scale import pick
 
 ROUNDS = pick(quick=6, full=20)
@@ -61,8 +70,10 @@ async def _keep_own_context(task_id: int, trace: list) -> dict:
         return inherited
 
     inherited = await asyncio.create_task(child())
-    return {"mismatches": mismatches, "clobbered": clobbered,
-            "child_inherited": inherited == task_id, "child_leaked": CURRENT.get() != task_id}
+    leaked = CURRENT.get() != task_id
+    await child()  # the opposite world: the same child awaited directly, in this task's own context
+    return {"mismatches": mismatches, "clobbered": clobbered, "child_inherited": inherited == task_id,
+            "child_leaked": leaked, "direct_child_leaked": CURRENT.get() != task_id}
 
 
 def context_rounds(benchmark, loop) -> list[dict]:
@@ -96,11 +107,16 @@ def test_each_task_keeps_its_own_locals_and_context_across_interleavings(benchma
                      why="the tasks did not take turns, so a shared context could not have shown")
     # Own contexts predict 0 mismatches; one shared context predicts one at nearly every
     # check after another task ran. One mismatch is a counterexample: the threshold is 0.
+    # The opposite world: the same value in a global all the tasks share, read after the same awaits.
     evidence.support("contextvar_mismatches_total", value=sum(r["mismatches"] for r in rounds), op="==", threshold=0,
                      unit="checks",
+                     opposite=Opposite("the same per-task value kept in a module global shared by the tasks, "
+                                       "read after the same awaits", value=sum(r["clobbered"] for r in rounds)),
                      why="each task's ContextVar value survives other tasks running and setting theirs")
     # A child's copy predicts its set() never reaches the parent; a shared context, always.
     evidence.support("children_leaked_into_parent", value=sum(r["child_leaked"] for r in rounds), op="==",
                      threshold=0, unit="tasks",
+                     opposite=Opposite("the same child coroutine awaited directly, in its parent's context "
+                                       "(no task, no copy)", value=sum(r["direct_child_leaked"] for r in rounds)),
                      why="a child's set() changes only its own copy of the context")
     evidence.settle(benchmark)

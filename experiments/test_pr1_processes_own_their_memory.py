@@ -16,11 +16,17 @@ buffer's size when the child writes, are the two faces of "owns its memory": the
 copies. If the two processes shared memory, the parent would see every write and the child's
 writes would land in pages it already shared, so its private memory would not grow.
 
+The opposite world of the isolation check (harness.evidence.Opposite), in rounds interleaved
+with the claim's (one untimed before each timed round): the same writer (the same function,
+the same pipe back) run by a thread of the parent instead of a child process. A thread shares
+its process's memory (TH1), so the parent sees every one of its writes. The check, judged by
+the same count in both worlds, decides only when they land on opposite sides of 0.
+
 How it is decided: the count of the child's writes the parent sees (any one refutes
 isolation: a counterexample, not a noisy figure), the USS growth per round by its interval,
 and the parent's buffer after all rounds. How many writes the child made, and saw itself,
 is fixed by the child's own loop: a figure. The control is TH1's threads, which run the same
-writes and do see them (test_th1_threads_share_memory.py).
+writes and do see them (test_th1_threads_share_memory.py), and here the opposite world.
 
 Known traps: a forked child's USS is not zero before it writes: the interpreter's refcount
 updates dirty some heap pages; that share is a figure (sharing until written is how fork
@@ -30,11 +36,13 @@ pipes, not multiprocessing.Queue, carry results, so no feeder thread outlives a 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 
 import psutil
 import pytest
 
+from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
 
@@ -93,24 +101,44 @@ def run_child(ctx, target, arg):
     return report, child.exitcode
 
 
-def isolation_rounds(benchmark, ctx) -> list[dict]:
-    """Each round: change SHARED, run a child that writes it, look at SHARED again."""
-    rounds = []
+def run_thread(target, arg):
+    """The opposite world of run_child: target(sender, arg) in a thread of this process; (what it sent, 0)."""
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    thread = threading.Thread(target=target, args=(sender, arg), name="pr1-opposite-writer")
+    try:
+        thread.start()
+        thread.join(CHILD_TIMEOUT_S)
+        report = receiver.recv() if receiver.poll(0) else None
+    finally:
+        sender.close()  # closed by the writer already, unless it failed
+        receiver.close()
+    return report, 0
 
-    def child_round():
+
+def isolation_rounds(benchmark, ctx) -> tuple[list[dict], list[dict]]:
+    """Each round: change SHARED, run a child that writes it, look at SHARED again.
+
+    Before each (untimed) the opposite world's round: the same writer in a thread. Returns both worlds' rounds.
+    """
+    rounds, thread_rounds = [], []
+
+    def one_round(run, into, who):
         _reset_shared()
         SHARED["before_start"] = "token"  # a change made at run time, after import
-        report, exitcode = run_child(ctx, _mutate_shared, CHILD_WRITES)
+        report, exitcode = run(_mutate_shared, CHILD_WRITES)
         if report is None:
-            raise RuntimeError(f"a {ctx.get_start_method()} child sent no report within {CHILD_TIMEOUT_S} s")
+            raise RuntimeError(f"a {who} sent no report within {CHILD_TIMEOUT_S} s")
         parent_seen = len(SHARED["items"]) + (SHARED["writer"] != "parent")
-        rounds.append(report | {"parent_seen": parent_seen, "exitcode": exitcode})
+        _reset_shared()
+        into.append(report | {"parent_seen": parent_seen, "exitcode": exitcode})
 
     try:
-        benchmark.pedantic(child_round, rounds=ROUNDS)
+        benchmark.pedantic(
+            lambda: one_round(lambda *a: run_child(ctx, *a), rounds, f"{ctx.get_start_method()} child"),
+            setup=lambda: one_round(run_thread, thread_rounds, "writer thread"), rounds=ROUNDS)
     finally:
         _reset_shared()
-    return rounds
+    return rounds, thread_rounds
 
 
 @pytest.mark.claim("PR1")
@@ -119,7 +147,7 @@ def test_child_process_writes_are_invisible_to_parent(benchmark, evidence, start
     if start_method not in multiprocessing.get_all_start_methods():
         evidence.not_measured(f"start method {start_method!r} is not available on this platform")
     benchmark.group = "PR1 start a child that writes a global, join it"
-    rounds = isolation_rounds(benchmark, multiprocessing.get_context(start_method))
+    rounds, thread_rounds = isolation_rounds(benchmark, multiprocessing.get_context(start_method))
 
     evidence.condition(start_method=start_method, rounds=ROUNDS)
     evidence.figure("child_writes_made", CHILD_WRITES + 1, "writes (items plus the writer field)")
@@ -136,6 +164,8 @@ def test_child_process_writes_are_invisible_to_parent(benchmark, evidence, start
     # write is already a counterexample, so the threshold is the claim's own value.
     evidence.support("parent_sees_child_writes", value=sum(r["parent_seen"] for r in rounds), op="==", threshold=0,
                      unit="writes",
+                     opposite=Opposite("the same writes made by a thread of the parent, interleaved rounds",
+                                       value=sum(r["parent_seen"] for r in thread_rounds)),
                      why="each process has its own copy of the global")
     evidence.settle(benchmark)
 

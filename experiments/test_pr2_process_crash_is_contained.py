@@ -16,11 +16,27 @@ report and the sibling would stop beating; contained, both go on. The control is
 (test_th2_thread_crash_kills_process.py): the same native crashes, made by a thread instead
 of a process, do kill the process they happen in.
 
+The opposite world (harness.evidence.Opposite), in the same supervisor: in its first
+OPPOSITE_ROUNDS rounds (one in the quick run) both worlds run, in alternating order. There the
+victim's sibling and supervisor are threads of the process that crashes, instead of processes
+of their own: the supervisor forks one host process that runs the same heartbeat
+(crash_supervisor.sibling) in one thread and the victim in another, while its main thread
+supervises them and reports (through a pipe) once its victim has ended, as the supervisor does
+(harness.children.crash_thread_world). The victim crashes the same way after the same
+CRASH_AFTER_S (exit_nonzero: os._exit(3), which is how a multiprocessing child ends on
+sys.exit(3); sys.exit in a thread would end only that thread, TH2's caveat). Once the host is
+reaped, the supervisor watches the heartbeat for the same OBSERVE_S. A crash that reaches
+everything in its process predicts, in every such round, the sibling dead with no beats and the
+supervising thread dead before it reported.
+
 How it is decided: the supervisor's and the sibling's deaths are counterexamples, counted
 over all rounds; the sibling's beats after the crash, as a share of the beats the window
-holds, per round by its interval. That the victim ended as told (its exit status) is the
-experiment's premise: a figure, and the part is not measured if it did not. The pool's
-breakage is the caveat, and its owner's survival its support.
+holds, per round by its interval. The two deaths are counted in the opposite world too, and
+each decides only when it lands on the other side of 0 (the beats there are a figure: an
+interval needs six rounds, and the deaths need one). That the victim ended as told (its exit
+status, and its host's in the opposite world) is the experiment's premise: a figure, and the
+part is not measured if it did not. The pool's breakage is the caveat, and its owner's
+survival its support.
 
 Known traps: the children run with -X faulthandler, which prints a traceback and re-raises
 the signal, so the exit status is still the signal's; that stderr is captured, not shown.
@@ -32,14 +48,18 @@ from __future__ import annotations
 import pytest
 
 from harness.children.crash import EXIT_CODE
+from harness.children.crash_thread_world import CHILD_TIMEOUT_S, WORLDS
+from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
 from harness.subproc import run_module
 from harness.timing import replay
 
 ROUNDS = pick(quick=6, full=12)  # rounds inside one supervisor; the beats decide by their interval
+# Rounds that also run the opposite world. It decides counts only (one dead sibling, one silent supervisor),
+# which a single round already shows: the quick run spends one.
+OPPOSITE_ROUNDS = pick(quick=1, full=ROUNDS)
 POOL_ROUNDS = pick(quick=2, full=5)  # one interpreter each
-CHILD_TIMEOUT_S = 30.0
 CRASH_AFTER_S = 0.01  # the victim runs this long before crashing
 OBSERVE_S = 0.03  # how long the supervisor watches the sibling after the crash
 HEARTBEAT_S = 0.002
@@ -49,18 +69,20 @@ INNOCENT_S = 0.1  # the innocent task that runs while its neighbour worker crash
 # takes the sibling down predicts 0. The threshold sits between, nearer 0 for the wake-ups.
 MIN_BEATS_FRACTION = 0.3
 PROCESS_CRASHES = {"segfault": "SIGSEGV", "abort": "SIGABRT", "exit_nonzero": f"exit {EXIT_CODE}"}
+SUPERVISOR = "harness.children.crash_thread_world"  # both worlds' supervisor program
 
 
 def supervise(benchmark, crash: str) -> list[dict] | None:
-    """The supervisor's per-round reports (its round times go to the benchmark), or None if it died."""
-    outcome = run_module("harness.children.crash_supervisor", crash, ROUNDS, CRASH_AFTER_S, OBSERVE_S,
-                         HEARTBEAT_S, timeout=CHILD_TIMEOUT_S)
+    """The supervisor's per-round reports of both worlds (the claim's round times go to the benchmark),
+    or None if it died."""
+    outcome = run_module(SUPERVISOR, crash, ROUNDS, OPPOSITE_ROUNDS, CRASH_AFTER_S, OBSERVE_S, HEARTBEAT_S,
+                         timeout=CHILD_TIMEOUT_S)
     try:
         rounds = outcome.result()
     except RuntimeError:
         benchmark.pedantic(lambda: None, rounds=1)  # settle() needs a benchmark that ran
         return None
-    replay(benchmark, [r["round_s"] for r in rounds])
+    replay(benchmark, [r["process"]["round_s"] for r in rounds])
     return rounds
 
 
@@ -69,11 +91,15 @@ def supervise(benchmark, crash: str) -> list[dict] | None:
 @pytest.mark.parametrize("crash", sorted(PROCESS_CRASHES))
 def test_crashing_child_leaves_parent_and_sibling_running(benchmark, evidence, crash):
     benchmark.group = "PR2 a child crashes beside a sibling (one round: fork both, crash, observe)"
-    rounds = supervise(benchmark, crash)
+    both = supervise(benchmark, crash)
+    rounds, threads = (None, None) if both is None else ([r[world] for r in both if world in r] for world in WORLDS)
 
     evidence.condition(crash=crash, start_method="fork", rounds=ROUNDS)
     # The supervisor outliving its child is the first prediction: a crash that spread predicts it dead.
     evidence.support("supervisor_died", value=int(rounds is None), op="==", threshold=0, unit="supervisors",
+                     opposite=None if threads is None else Opposite(
+                         "the victim a thread of the process whose main thread supervises it, interleaved rounds",
+                         value=sum(not r["supervisor_reported"] for r in threads)),
                      why="the parent went on to report after its children crashed")
     if rounds is None:
         evidence.settle(benchmark)
@@ -82,12 +108,18 @@ def test_crashing_child_leaves_parent_and_sibling_running(benchmark, evidence, c
     evidence.figure("victim_exit_status", statuses)
     evidence.figure("sibling_exit_status", ",".join(sorted({r["sibling_exit"] for r in rounds})))
     evidence.figure("sibling_beats_after_crash", unit="beats", samples=[r["sibling_beats_after_crash"] for r in rounds])
-    if statuses != PROCESS_CRASHES[crash]:
-        evidence.not_measured(f"the victim ended with {statuses}, not {PROCESS_CRASHES[crash]}: "
-                              "it did not crash as planned")
+    host_statuses = ",".join(sorted({r["victim"] for r in threads}))
+    evidence.figure("opposite_host_exit_status", host_statuses)
+    if statuses != PROCESS_CRASHES[crash] or host_statuses != PROCESS_CRASHES[crash]:
+        evidence.not_measured(f"the victim ended with {statuses} (its host in the opposite world: {host_statuses}), "
+                              f"not {PROCESS_CRASHES[crash]}: it did not crash as planned")
+    sibling_thread = "the sibling a thread of the crashing process, interleaved rounds"
     evidence.support("rounds_sibling_dead_after_crash", value=sum(not r["sibling_alive"] for r in rounds), op="==",
                      threshold=0, unit="rounds",
+                     opposite=Opposite(sibling_thread, value=sum(not r["sibling_alive"] for r in threads)),
                      why="the sibling is a separate process; one dead sibling is a counterexample")
+    evidence.figure("opposite_sibling_beats_after_crash", unit="beats",
+                    value=max(r["sibling_beats_after_crash"] for r in threads))
     evidence.support(
         "sibling_beats_after_crash_fraction", op=">=", threshold=MIN_BEATS_FRACTION, unit="of the window's beats",
         samples=[r["sibling_beats_after_crash"] * HEARTBEAT_S / OBSERVE_S for r in rounds],
@@ -130,3 +162,4 @@ def test_crashed_worker_breaks_its_process_pool(benchmark, evidence):
                     threshold=0, unit="rounds",
                     why="the pool marked itself broken: it must be replaced")
     evidence.settle(benchmark)
+

@@ -13,10 +13,21 @@ reports. Were threads contained as processes are (PR2), the process would exit 0
 beat done. The control, and the caveat: an unhandled Python exception, which ends only its
 own thread (threading.excepthook reports it), while the process goes on and exits 0.
 
+The opposite world, for the native crashes (harness.evidence.Opposite), in runs interleaved
+with the claim's (one untimed before each of the first OPPOSITE_ROUNDS rounds: one in the quick
+run, since one surviving host already lands on the other side): the same crash made by a child
+process of the host instead of by one of its threads. The host is PR2's supervisor
+(harness.children.crash_supervisor, one round): a fresh interpreter forks a victim that crashes
+the same way (and a heartbeat sibling), then reports. The claim's mechanism, a fatal signal
+delivered to the process that crashed, then ends only the child, so the host survives and
+reports: both checks count every such run.
+
 How it is decided: for native crashes, a round in which the process survived or the main
-thread reported is a counterexample (support). For the Python exception, every check is a
-caveat: a process that died there would not refute the claim (it would agree with it), it
-would only take the caveat away. How many beats the heartbeat managed is a figure.
+thread reported is a counterexample (support), and the opposite world's runs are counted by
+the same checks: each decides only when they land on the other side of 0. For the Python
+exception, every check is a caveat: a process that died there would not refute the claim (it
+would agree with it), it would only take the caveat away. How many beats the heartbeat
+managed is a figure.
 
 Known traps: the children run with -X faulthandler, which prints a traceback and re-raises
 the signal, so the exit status is still the signal's; that stderr is captured, not shown.
@@ -26,6 +37,7 @@ from __future__ import annotations
 import pytest
 
 from harness.children.crash_threads import BEAT, CRASH
+from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
 from harness.subproc import RESULT_PREFIX, run_module
@@ -36,14 +48,37 @@ CRASH_AFTER_S = 0.01  # the victim runs this long before crashing
 HEARTBEAT_S = 0.002
 HEARTBEATS = 25  # the heartbeat thread's planned work: several times CRASH_AFTER_S
 THREAD_CRASHES = {"segfault": "SIGSEGV", "abort": "SIGABRT"}
+# Runs of the opposite world. It decides counts only (one surviving host, one report), which a single
+# run already shows: the quick run spends one.
+OPPOSITE_ROUNDS = pick(quick=1, full=ROUNDS)
+OPPOSITE_OBSERVE_S = 0.0  # how long the host watches its sibling after the crash: TH2 reads only the host itself
 
 
-def run_rounds(benchmark, kind: str) -> list[dict]:
-    """ROUNDS child runs with a crashing (or raising) thread; what each left behind."""
+def host_with_crashing_child(kind: str) -> dict:
+    """The opposite world: a fresh host interpreter whose child process crashes; what the host did."""
+    outcome = run_module("harness.children.crash_supervisor", kind, 1, CRASH_AFTER_S, OPPOSITE_OBSERVE_S,
+                         HEARTBEAT_S, timeout=CHILD_TIMEOUT_S)
+    reported = any(line.startswith(RESULT_PREFIX) for line in outcome.stdout.splitlines())
+    return {"status": outcome.signal_name or f"exit {outcome.returncode}", "killed": outcome.returncode < 0,
+            "main_reported": reported, "child_status": outcome.result()[0]["victim"] if reported else "unknown"}
+
+
+def run_rounds(benchmark, kind: str, opposite: list | None = None) -> list[dict]:
+    """ROUNDS child runs with a crashing (or raising) thread; what each left behind.
+
+    With `opposite` (a list), the opposite world runs untimed before each of the first OPPOSITE_ROUNDS
+    rounds and its outcome is appended there (host_with_crashing_child).
+    """
     outcomes = []
+
+    def setup():
+        if opposite is not None and len(opposite) < OPPOSITE_ROUNDS:
+            opposite.append(host_with_crashing_child(kind))
+
     benchmark.pedantic(
         lambda: outcomes.append(run_module("harness.children.crash_threads", kind, CRASH_AFTER_S, HEARTBEAT_S,
                                            HEARTBEATS, timeout=CHILD_TIMEOUT_S)),
+        setup=setup,
         rounds=ROUNDS,
     )
     seen = []
@@ -67,18 +102,28 @@ def run_rounds(benchmark, kind: str) -> list[dict]:
 @pytest.mark.parametrize("crash", sorted(THREAD_CRASHES))
 def test_native_crash_in_a_thread_kills_the_whole_process(benchmark, evidence, crash):
     benchmark.group = "TH2 a thread crashes beside a heartbeat thread (subprocess run)"
-    seen = run_rounds(benchmark, crash)
+    hosts: list[dict] = []
+    seen = run_rounds(benchmark, crash, opposite=hosts)
 
     evidence.condition(crash=crash, crash_after_s=CRASH_AFTER_S, rounds=ROUNDS)
     evidence.figure("process_exit_status", ",".join(sorted({s["status"] for s in seen})))
     evidence.figure("heartbeats_done", unit=f"of {HEARTBEATS}", samples=[s["beats"] for s in seen])
+    evidence.figure("opposite_host_exit_status", ",".join(sorted({h["status"] for h in hosts})))
+    children = ",".join(sorted({h["child_status"] for h in hosts}))
+    evidence.figure("opposite_crashing_child_exit_status", children)
+    if children != THREAD_CRASHES[crash]:
+        evidence.not_measured(f"the opposite world's child ended with {children}, not {THREAD_CRASHES[crash]}: "
+                              "it did not crash as planned")
+    crashing_child = "the same crash made by a child process of the host instead of a thread, interleaved runs"
     # A crash that kills the process predicts a fatal signal and no report in every round;
     # contained threads predict exit 0 and a report. One surviving process is a counterexample.
     evidence.support("rounds_process_survived", value=sum(not s["killed"] for s in seen), op="==", threshold=0,
                      unit="rounds",
+                     opposite=Opposite(crashing_child, value=sum(not h["killed"] for h in hosts)),
                      why="a fatal signal is delivered to the process, whichever thread caused it")
     evidence.support("rounds_main_thread_reported", value=sum(s["main_reported"] for s in seen), op="==", threshold=0,
                      unit="rounds",
+                     opposite=Opposite(crashing_child, value=sum(h["main_reported"] for h in hosts)),
                      why="the main thread died with the crashing one")
     evidence.settle(benchmark)
 
