@@ -5,7 +5,7 @@ threads that block on a threading.Event, or N asyncio tasks that wait on an asyn
 are started; once every unit is blocked the child reads its memory: resident (RSS, and USS
 from smaps_rollup), virtual (VMS), the count of glibc malloc arenas and of memory mappings.
 Per-unit figures are (memory with N units - memory just before) / N, taken in the same child,
-so interpreter and import costs cancel. Threads are measured in pairs of children, one in the
+so interpreter and import costs cancel. Threads are measured in rounds of children, one in the
 default environment and one with MALLOC_ARENA_MAX=1 (one shared arena, so no per-thread heap):
 the difference in address space per thread is what the arenas add.
 
@@ -27,24 +27,46 @@ sampled until decided up to MAX_MEMORY_ROUNDS):
   resident ratio supports "ceiling long before", and the projected thread ceiling is a
   caveat when kernel count limits (maps, pids) bound it before memory does.
 
+The opposite worlds, measured in the same rounds (each round runs every child, in an order
+that alternates between rounds; harness.evidence.Opposite judges them by the same check):
+- for the stack reservation: threads started after threading.stack_size(SMALL_STACK) in the
+  one-arena child, which starts its threads twice, at the default size and at SMALL_STACK, in
+  alternating order. A 256 KiB reservation lands below the threshold; the check decides only
+  if the default size lands above it.
+- for the heap per thread: a third child, the default one with glibc's cap lifted far above
+  the thread count (MALLOC_ARENA_MAX=UNCAPPED_ARENAS), so that every thread gets an arena of
+  its own, as the notes' "64 MB heap per thread" has it; minus the one-arena child's address
+  space per thread, as in the claim's world. (MALLOC_ARENA_MAX=1 cannot be this check's opposite:
+  with one arena the heap per thread is ≈ 0, on the caveat's side too. It is the subtraction's
+  baseline in both worlds.)
+At full scale the default and one-arena children are also run at thread counts from a quarter
+of glibc's cap to four times it (ARENA_SWEEP_CAP_MULTIPLES), recorded as figures
+heap_vms_per_thread_at_cap_x<multiple>: the heap per thread is about one arena below the cap
+and falls as threads share above it. The deciding count, ARENA_THREADS, stays above the cap.
+
 Known traps: "resident" is the larger of RSS and USS (older kernels batch per-thread RSS
 counters, so RSS alone can lag with many threads); gc runs before each snapshot; the starting
 loop of many tasks includes the cyclic GC's passes over the growing heap, as real programs do.
-Thread counts are bounded here, so the ceiling itself is projected, never reached.
+Thread counts are bounded here, so the ceiling itself is projected, never reached. A thread
+started first in a child reuses the arena its warm-up thread freed, so N threads below the
+cap make N - 1 arenas.
 """
 from __future__ import annotations
 
 import os
 import resource
+import subprocess
+import sys
 
 import psutil
 import pytest
 
 from harness import stats
+from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
 from harness.stats import sample_rounds
-from harness.subproc import run_module
+from harness.subproc import ROOT, Outcome, child_env, kill_group, run_module
 from harness.timing import replay
 
 MAX_MEMORY_ROUNDS = pick(quick=8, full=12)  # ... and the most, when an interval straddles
@@ -57,6 +79,10 @@ ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
 GLIBC_ARENAS_PER_CPU = 8  # glibc's arena cap on 64-bit: 8 x online CPUs (M_ARENA_MAX unset)
 ARENA_THREADS = min(THREAD_CAP, max(100, 4 * GLIBC_ARENAS_PER_CPU * (os.cpu_count() or 1)))
 MIB, KIB = 1 << 20, 1 << 10
+SMALL_STACK = 256 * KIB  # the stack opposite world's threading.stack_size: far below the 8 MiB default
+UNCAPPED_ARENAS = 4 * ARENA_THREADS  # the heap opposite world's MALLOC_ARENA_MAX: no thread has to share
+# At full scale: thread counts, as multiples of glibc's arena cap, at which the heap per thread is a figure.
+ARENA_SWEEP_CAP_MULTIPLES = pick(quick=(), full=(0.25, 0.5, 1, 2, 4))
 # Address space per thread with one shared arena. An 8 MiB stack reservation predicts 8 MiB;
 # no such stack predicts about what a thread keeps resident (tens of KiB). Between: 4 MiB.
 MIN_STACK_VMS_PER_THREAD = 4 * MIB
@@ -82,10 +108,8 @@ MAX_TASK_RESIDENT_CAVEAT = 4 * KIB
 MIN_RESIDENT_RATIO = 4.0
 
 
-def probe(unit: str, n: int, env: dict | None = None) -> dict:
-    """Start n units in a fresh child; return its snapshots plus per-unit deltas."""
-    out = run_module("harness.children.memory_probe", unit, n, START_BUDGET_S, timeout=CHILD_TIMEOUT_S,
-                     env=env).result()
+def per_unit(out: dict) -> dict:
+    """A probe's output plus its per-unit deltas (and the arenas it created, on glibc)."""
     started = max(1, out["started"])
     out["per_unit"] = {k: (out["after"][k] - out["base"][k]) / started
                        for k in ("rss", "uss", "resident", "vms", "mappings")}
@@ -94,7 +118,59 @@ def probe(unit: str, n: int, env: dict | None = None) -> dict:
     return out
 
 
-# The per-round figures that decide the thread parts, from a pair of children (default, one arena).
+def probe(unit: str, n: int, env: dict | None = None) -> dict:
+    """Start n units in a fresh child; return its snapshots plus per-unit deltas."""
+    return per_unit(run_module("harness.children.memory_probe", unit, n, START_BUDGET_S, timeout=CHILD_TIMEOUT_S,
+                               env=env).result())
+
+
+# The stack opposite world's child: memory_probe's own start_threads, run twice in one interpreter, at
+# each thread stack size given (0: the default), in that order. Arguments: N BUDGET_S SIZE...
+_TWO_STACKS_CHILD = """
+import os, resource, sys, threading
+from harness.children import emit
+from harness.children.memory_probe import start_threads
+n, budget, runs = int(sys.argv[1]), float(sys.argv[2]), {}
+for size in map(int, sys.argv[3:]):
+    threading.stack_size(size)
+    base, after, started, seconds, error = start_threads(n, budget)
+    runs[size] = {"started": started, "seconds": seconds, "error": error, "base": base, "after": after,
+                  "stack_rlimit": resource.getrlimit(resource.RLIMIT_STACK)[0],
+                  "stack_size": threading.stack_size(), "online_cpus": os.cpu_count()}
+emit({str(size): out for size, out in runs.items()})
+os._exit(0)
+"""
+
+
+def run_code(code: str, *args, timeout: float, env: dict | None = None) -> Outcome:
+    """``python -c code args...`` as harness.subproc.run_module runs a module: own group, killed on exit."""
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(env), cwd=ROOT,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        out, err = proc.communicate()
+        raise TimeoutError(f"the two-stack child exceeded {timeout} s and was killed; stderr:\n{err[-2000:]}") from None
+    finally:
+        kill_group(proc.pid)
+    return Outcome(proc.returncode, out, err)
+
+
+def probe_two_stacks(n: int, small_first: bool) -> dict[str, dict]:
+    """n threads at the default stack size and n at SMALL_STACK, in one MALLOC_ARENA_MAX=1 child."""
+    sizes = (SMALL_STACK, 0) if small_first else (0, SMALL_STACK)
+    runs = run_code(_TWO_STACKS_CHILD, n, START_BUDGET_S, *sizes, timeout=CHILD_TIMEOUT_S, env=ONE_ARENA).result()
+    return {"one_arena": per_unit(runs["0"]), "small_stack": per_unit(runs[str(SMALL_STACK)])}
+
+
+def heap_vms_per_thread(p: dict, world: str = "default") -> float:
+    """Address space per thread that the arenas add: `world`'s child minus the one-arena child, same round."""
+    return p[world]["per_unit"]["vms"] - p["one_arena"]["per_unit"]["vms"]
+
+
+# The per-round figures that decide the thread parts, from a round of children (default, one arena, ...).
 THREAD_FIGURES = {
     "stack_vms_per_thread": (lambda p: p["one_arena"]["per_unit"]["vms"], ">=", MIN_STACK_VMS_PER_THREAD),
     "resident_per_thread": (lambda p: p["default"]["per_unit"]["resident"], "<=", MAX_THREAD_RESIDENT),
@@ -103,25 +179,46 @@ ARENA_FIGURES = {
     "vms_per_arena": (lambda p: (p["default"]["after"]["vms"] - p["default"]["base"]["vms"]
                                  - p["one_arena"]["per_unit"]["vms"] * p["default"]["started"])
                       / max(1, p["default"]["arenas_created"]), ">=", MIN_ARENA_VMS),
-    "heap_vms_per_thread": (lambda p: p["default"]["per_unit"]["vms"] - p["one_arena"]["per_unit"]["vms"],
-                            "<=", MAX_HEAP_VMS_PER_THREAD),
+    "heap_vms_per_thread": (heap_vms_per_thread, "<=", MAX_HEAP_VMS_PER_THREAD),
+}
+# The same figures in the opposite worlds of the same rounds: (label, figure).
+OPPOSITES = {
+    "stack_vms_per_thread": (f"threads started after threading.stack_size({SMALL_STACK // KIB} KiB), "
+                             "MALLOC_ARENA_MAX=1, same child and rounds",
+                             lambda p: p["small_stack"]["per_unit"]["vms"]),
+    "heap_vms_per_thread": (f"glibc's arena cap lifted (MALLOC_ARENA_MAX={UNCAPPED_ARENAS}): an arena per "
+                            "thread, interleaved rounds", lambda p: heap_vms_per_thread(p, "uncapped")),
 }
 
 
 @pytest.fixture(scope="module")
 def thread_pairs() -> list[dict]:
-    """Rounds of ARENA_THREADS threads, each a pair of children: default, and MALLOC_ARENA_MAX=1.
+    """Rounds of ARENA_THREADS threads in three children: default; MALLOC_ARENA_MAX=1 at the default stack
+    size and at SMALL_STACK (one child); and MALLOC_ARENA_MAX=UNCAPPED_ARENAS. The children's order
+    alternates between rounds.
 
     Shared by the stack and the arena tests (one set of children, both decided from it);
-    sampled until every deciding figure is decided, within MAX_MEMORY_ROUNDS.
+    sampled until every deciding figure and its opposite are decided, within MAX_MEMORY_ROUNDS.
     """
+    made: list = []
+
     def one_round():
-        return {"default": probe("thread", ARENA_THREADS), "one_arena": probe("thread", ARENA_THREADS, ONE_ARENA)}
+        flip = len(made) % 2 == 1
+        made.append(None)
+        worlds = [lambda: {"default": probe("thread", ARENA_THREADS)},
+                  lambda: probe_two_stacks(ARENA_THREADS, small_first=flip),
+                  lambda: {"uncapped": probe("thread", ARENA_THREADS, {"MALLOC_ARENA_MAX": str(UNCAPPED_ARENAS)})}]
+        round_ = {}
+        for world in reversed(worlds) if flip else worlds:
+            round_.update(world())
+        return round_
 
     def decided(rounds):
         glibc = rounds[0]["default"].get("arenas_created") is not None
         figures = THREAD_FIGURES | (ARENA_FIGURES if glibc else {})
-        return all(stats.decided([fn(r) for r in rounds], op, limit) for fn, op, limit in figures.values())
+        worlds = [(fn, op, limit) for fn, op, limit in figures.values()]
+        worlds += [(OPPOSITES[name][1], op, limit) for name, (_, op, limit) in figures.items() if name in OPPOSITES]
+        return all(stats.decided([fn(r) for r in rounds], op, limit) for fn, op, limit in worlds)
 
     return sample_rounds(one_round, max_rounds=MAX_MEMORY_ROUNDS, done=decided)
 
@@ -135,7 +232,12 @@ def record_common(evidence, out: dict, unit: str, n: int) -> None:
 
 def decide(evidence, role: str, name: str, figures: dict, rounds: list, unit: str, why: str) -> None:
     fn, op, limit = figures[name]
-    evidence.check(role, name, op=op, threshold=limit, unit=unit, samples=[fn(r) for r in rounds], why=why)
+    opposite = None
+    if name in OPPOSITES:
+        label, other = OPPOSITES[name]
+        opposite = Opposite(label, samples=[other(r) for r in rounds])
+    evidence.check(role, name, op=op, threshold=limit, unit=unit, samples=[fn(r) for r in rounds], why=why,
+                   opposite=opposite)
 
 
 def threads_part(benchmark, evidence, request) -> None:
@@ -148,6 +250,7 @@ def threads_part(benchmark, evidence, request) -> None:
     for key in ("rss", "uss", "vms"):
         evidence.figure(f"{key}_per_thread", unit="bytes", samples=[p["default"]["per_unit"][key] for p in pairs])
     evidence.note("stack address space is read with MALLOC_ARENA_MAX=1, where threads make no arenas of their own")
+    evidence.figure("small_stack_size", SMALL_STACK, "bytes")
     decide(evidence, "support", "stack_vms_per_thread", THREAD_FIGURES, pairs, "bytes",
            why="each thread reserves its stack (RLIMIT_STACK) as address space")
     decide(evidence, "caveat", "resident_per_thread", THREAD_FIGURES, pairs, "bytes",
@@ -205,11 +308,39 @@ def test_thread_heap_is_a_shared_lazily_made_malloc_arena(benchmark, evidence, t
     if ARENA_THREADS < 4 * arena_cap:
         evidence.not_measured(f"{ARENA_THREADS} threads (the bound) are under 4 x the arena cap of {arena_cap}: "
                               "arenas shared between threads could not show")
+    evidence.figure("arenas_created_uncapped", unit="arenas",
+                    samples=[p["uncapped"]["arenas_created"] for p in thread_pairs])
+    arena_sweep(evidence, arena_cap)
     decide(evidence, "support", "vms_per_arena", ARENA_FIGURES, thread_pairs, "bytes",
            why="each arena reserves a 64 MiB heap (glibc HEAP_MAX), the notes' '64 MB heap'")
     decide(evidence, "caveat", "heap_vms_per_thread", ARENA_FIGURES, thread_pairs, "bytes",
            why="arenas are capped per CPU and shared: the 64 MB is not per thread, and is reserved")
     evidence.settle(benchmark)
+
+
+def arena_sweep(evidence, arena_cap: int) -> None:
+    """At full scale: heap address space per thread at thread counts from below to above the arena cap (figures)."""
+    counts = {m: max(1, round(m * arena_cap)) for m in ARENA_SWEEP_CAP_MULTIPLES}
+    if not counts:
+        return
+    evidence.condition(arena_sweep_threads={f"x{m:g}": n for m, n in counts.items()})
+    made: list = []
+
+    def one_round():
+        flip = len(made) % 2 == 1
+        made.append(None)
+        round_ = {}
+        for m, n in reversed(counts.items()) if flip else counts.items():
+            pair = [("default", None), ("one_arena", ONE_ARENA)]
+            round_[m] = {world: probe("thread", n, env) for world, env in (reversed(pair) if flip else pair)}
+        return round_
+
+    rounds = sample_rounds(one_round, min_rounds=stats.MIN_SAMPLES, max_rounds=stats.MIN_SAMPLES)
+    for m in counts:
+        evidence.figure(f"heap_vms_per_thread_at_cap_x{m:g}", unit="bytes",
+                        samples=[heap_vms_per_thread(r[m]) for r in rounds])
+        evidence.figure(f"arenas_created_at_cap_x{m:g}", unit="arenas",
+                        samples=[r[m]["default"]["arenas_created"] for r in rounds])
 
 
 def _read_int(path: str) -> int | None:

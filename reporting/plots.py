@@ -33,7 +33,6 @@ from reporting.numbers import (  # noqa: E402
 )
 from reporting.runs import heading  # noqa: E402
 
-FD_SETSIZE = 1024  # glibc's select() limit; the IO7 plot marks it (a run's settings may override it)
 MIB, KIB = 1 << 20, 1 << 10
 
 
@@ -63,15 +62,22 @@ PLOTS: dict[str, tuple[Plot, ...]] = {
     "CO5": (Plot("Resident memory per unit", ("resident_per_thread", "resident_per_task"), log=True,
                  refs=((8 * MIB, "8 MB thread stack (the notes)"), (12 * KIB, "12 KB per coroutine (the notes)"))),
             Plot("Virtual memory per unit", ("vms_per_thread", "vms_per_task"), log=True,
-                 refs=((8 * MIB, "8 MB thread stack (the notes)"), (12 * KIB, "12 KB per coroutine (the notes)")))),
+                 refs=((8 * MIB, "8 MB thread stack (the notes)"), (12 * KIB, "12 KB per coroutine (the notes)"))),
+            # The sweep is figures of one part (full scale only), so no param carries the thread count and a
+            # vline could not sit at the cap: the figure names say where each count stands (x1 = at the cap).
+            Plot("Heap address space per thread; at full scale also at x0.25-x4 glibc's arena cap",
+                 ("heap_vms_per_thread", "heap_vms_per_thread_at_cap_x*"),
+                 refs=((64 * MIB, "64 MiB arena per thread (the notes' heap)"),))),
     "EX1": (Plot("Latencies against N", ("sequential_latencies", "threads_latencies", "gather_latencies"),
                  x="n", hue="latency_ms", log=True),),
     "CM1": (Plot("Round trip by channel", ("round_trip_latency",), hue="payload", log=True),),
     "TH6": (Plot("Latency ratio, thread against process", ("latency_ratio_cpu_thread", "latency_ratio_cpu_process"),
                  x="switch_interval_ms", log=True),),
     "CO7": (Plot("Longest heartbeat gap", ("*_max_heartbeat_gap",), x="n", hue="loop"),),
-    "IO7": (Plot("Cost of one wait against N descriptors", ("wait_cost",), x="n_fds", hue="selector", log=True,
-                 vline=("FD_SETSIZE", FD_SETSIZE, "FD_SETSIZE")),),
+    # One part per selector decides at its largest N; the smaller N are figures of that part
+    # (wait_cost_at_<N>), so each N is a series of bars over the selectors.
+    "IO7": (Plot("Cost of one wait with N descriptors watched (one ready), per selector",
+                 ("wait_cost_at_*", "wait_cost"), log=True),),
 }
 
 
@@ -243,7 +249,7 @@ def _bars(ax, series: dict[str, Series], plot: Plot, factor: float, order: list 
 
 
 def _marks(ax, plot: Plot, checks: list[dict], settings: dict, unit: str, factor: float, horizontal: bool) -> None:
-    """The notes' reference values, the run's own thresholds, and a marked x value (FD_SETSIZE)."""
+    """The notes' reference values, the run's own thresholds, and a marked x value (plot.vline)."""
     line = ax.axvline if horizontal else ax.axhline
     for value, label in plot.refs:
         line(value * factor, color="grey", linestyle=":", linewidth=1, label=label)
