@@ -72,6 +72,7 @@ def combine(parts: Iterable[tuple[str, bool]]) -> str:
 class Claim:
     id: str
     section: str  # the notes' section heading it comes from
+    where: str  # where in the notes the claim is made: section and item ("线程, item 5"), a pointer
     title: str  # at most TITLE_MAX characters, for tables
     statement: str  # the claim in the project's words
     expected: str  # what the experiments assert, as a verdict

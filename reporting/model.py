@@ -40,9 +40,10 @@ class Part:
         return self.label_in(several_tests=True)
 
     def label_in(self, several_tests: bool) -> str:
-        """Its params, and its test's name too where the claim has several tests."""
-        test = self.name.split("[")[0].removeprefix("test_")
-        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        """Its params in words ("work hashlib, workers 2"), and its test's name too (in words) where
+        the claim has several tests."""
+        test = self.name.split("[")[0].removeprefix("test_").replace("_", " ")
+        params = ", ".join(f"{str(k).replace('_', ' ')} {v}" for k, v in self.params.items())
         if not several_tests:
             return params or test
         return f"{test} ({params})" if params else test

@@ -14,7 +14,7 @@ import jinja2
 
 from harness import catalogue
 from harness.thresholds import RULES
-from reporting import compare
+from reporting import compare, placeholders
 from reporting.model import (
     Cell,
     ClaimView,
@@ -178,7 +178,7 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
             "run": c.run.path.name if c.run else "", "commit": (c.run.commit[:10] if c.run else ""),
             "date": (c.run.datetime[:16].replace("T", " ") if c.run else ""),
             "stale": c.run.stale if c.run else "",
-            "deciding": [in_words(ch) for _, ch in deciding(c)],
+            "deciding": [(f"{c.part_label(p)}: " if len(c.parts) > 1 else "") + in_words(ch) for p, ch in deciding(c)],
             "measured": [c.part_label(p) for p in c.parts],
             "missing": [(m["part"], m["reason"]) for m in c.missing],
             "reasons": c.reasons,
@@ -223,7 +223,9 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
     part_labels = {p.name: c.part_label(p) for c in view.cells for p in c.parts}
     labels = names
     return {
-        "claim": view.claim, "view": view, "cells": cells, "drawn": drawn, "plot_notes": plot_notes,
+        "claim": view.claim, "view": view, "cells": cells,
+        "caveat": placeholders.render(view.claim.caveat, view),
+        "control": placeholders.render(view.claim.control, view), "drawn": drawn, "plot_notes": plot_notes,
         "check_headers": check_headers, "check_rows": check_rows, "check_whys": check_whys, "whys": whys,
         "fail_headers": fail_headers, "fail_rows": fail_rows, "opposite_worlds": list(opposite_worlds.items()),
         "unfalsified": list(view.claim.unfalsified.items()), "rules": RULES,

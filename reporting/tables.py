@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from harness import catalogue
-from reporting import compare
+from reporting import compare, placeholders
 from reporting.model import ClaimView
 from reporting.runs import Column, Run
 
@@ -32,7 +32,7 @@ def verdicts(views: list[ClaimView]) -> pd.DataFrame:
                 or (v.claim.why_not_testable if c.verdict == "not-testable" else ""),
                 "run": c.run.path.name if c.run else "", "commit": c.run.commit if c.run else "",
                 "datetime": c.run.datetime if c.run else "", "stale": c.run.stale if c.run else "",
-                "file": v.claim.file, "control": v.claim.control,
+                "file": v.claim.file, "control": placeholders.render(v.claim.control, v),
             })
     return pd.DataFrame(rows)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness import catalogue
+from reporting import placeholders
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
@@ -23,7 +24,7 @@ def claim_ids_in(path: Path) -> list[str]:
 
 
 CLAIMS = catalogue.load()
-ENTRY = '[[claim]]\nid = "X1"\nsection = "s"\ntitle = "t"\nstatement = "t"\nexpected = "holds"\n' \
+ENTRY = '[[claim]]\nid = "X1"\nsection = "s"\nwhere = "w"\ntitle = "t"\nstatement = "t"\nexpected = "holds"\n' \
         'file = "experiments/test_x1_thing.py"\ndeciding = { lost = "exact" }\n'
 
 
@@ -92,6 +93,19 @@ def test_every_deciding_check_cites_a_rule_and_every_reason_a_deciding_check():
             continue
         assert 1 <= len(claim.deciding) <= catalogue.MAX_DECIDING, claim.id
         assert set(claim.unfalsified) <= set(claim.deciding), claim.id
+
+
+def test_no_caveat_carries_a_bare_number():
+    """Every number in a caveat sits in a placeholder that the report fills from the runs
+    (reporting/placeholders.py); none is typed in, so none can go stale."""
+    bare = {c.id: placeholders.bare_digits(c.caveat) for c in CLAIMS.values()}
+    assert not {k: v for k, v in bare.items() if v}, bare
+
+
+def test_placeholders_are_well_formed():
+    for claim in CLAIMS.values():
+        for field, text in placeholders.texts(claim):
+            assert not placeholders.malformed(text), f"{claim.id}.{field}: {placeholders.malformed(text)}"
 
 
 MAX_TEST_LINES = 60  # a test decides; measuring belongs in a step it calls (test_th4's scaling() is the model)

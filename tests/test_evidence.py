@@ -6,7 +6,7 @@ import pytest
 from harness.catalogue import Claim, combine
 from harness.evidence import Check, Evidence, decide, module_settings, summarize
 
-CLAIM = Claim(id="TH4", section="s", title="t", statement="threads do not scale", expected="holds",
+CLAIM = Claim(id="TH4", section="s", where="w", title="t", statement="threads do not scale", expected="holds",
               file="experiments/test_th4_x.py")
 
 
@@ -173,7 +173,8 @@ def _settled(claim, test="test_part[2-workers]", roles=("support",), passed=True
     ("refuted", ("support",), "refuted"),
 ])
 def test_a_part_expects_what_the_rule_derives_from_the_claims_expected(expected, roles, part_expects):
-    claim = Claim(id="TH4", section="s", title="t", statement="s", expected=expected, file="experiments/test_th4_x.py")
+    claim = Claim(id="TH4", section="s", where="w", title="t", statement="s", expected=expected,
+                  file="experiments/test_th4_x.py")
     assert _settled(claim, roles=roles)[0] == part_expects
 
 
@@ -194,14 +195,15 @@ def test_changing_a_claims_expected_in_the_catalogue_changes_what_its_parts_asse
 
 
 def test_the_catalogues_parts_override_the_rule_in_every_environment():
-    claim = Claim(id="PR3", section="s", title="t", statement="s", expected="refuted",
+    claim = Claim(id="PR3", section="s", where="w", title="t", statement="s", expected="refuted",
                   file="experiments/test_pr3_x.py", expected_when={"no_gil": "holds"},
                   parts={"test_creation": "holds"})
     assert claim.expected_for_part("test_creation", has_caveat_checks=False) == "holds"
     assert claim.expected_for_part("test_creation", {"no_gil"}, has_caveat_checks=True) == "holds"
     assert claim.expected_for_part("test_switch", has_caveat_checks=False) == "refuted"
     assert _settled(claim, "test_creation[fork]") == ("holds", None)
-    one = Claim(id="CO4", section="s", title="t", statement="s", expected="refuted", file="experiments/test_co4_x.py",
+    one = Claim(id="CO4", section="s", where="w", title="t", statement="s", expected="refuted",
+                  file="experiments/test_co4_x.py",
                 parts={"test_switch[uvloop-queue]": "holds"})
     assert one.expected_for_part("test_switch[uvloop-queue]", has_caveat_checks=False) == "holds"
     assert one.expected_for_part("test_switch[asyncio-queue]", has_caveat_checks=False) == "refuted"

@@ -95,3 +95,18 @@ def test_every_deciding_check_of_the_reference_runs_has_an_opposite_world_or_a_r
     unrecorded = [f"{c.id}: {name}" for c in claims.values() if c.id in seen
                   for name in c.deciding if name not in seen[c.id]]
     assert not unrecorded, f"deciding checks that no reference run records: {unrecorded}"
+
+
+@pytest.mark.skipif(not RUNS, reason="no reference runs under results/")
+def test_every_placeholder_in_the_catalogue_is_filled_from_the_reference_runs():
+    from harness import catalogue, record
+    from reporting import model, placeholders, runs
+
+    current = [p for p in RUNS if record.format_of(json.loads(p.read_text())) == record.SUITE_FORMAT]
+    if not current:
+        pytest.skip("no reference run of the current format yet")
+    loaded = runs.load_runs(current, None)
+    views = model.views(catalogue.load(), runs.columns(loaded))
+    empty = [f"{v.id}.{field}: {p}" for v in views for field, text in placeholders.texts(v.claim)
+             for p in placeholders.unresolved(text, v)]
+    assert not empty, "placeholders the reference runs do not fill:\n" + "\n".join(empty)

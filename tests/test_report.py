@@ -213,7 +213,7 @@ def test_no_table_line_is_over_200_characters_with_six_environments(write_run, t
         for line in table_lines(text):  # counted in bytes: within 200 however a reader counts
             assert len(line.encode()) <= pages.MAX_LINE, (name, len(line.encode()), line)
     cm1 = (out / "claims" / "CM1.md").read_text()
-    assert "| E1 | P1 | support |" in cm1 and "- P1: a_rather_long_parameter_name_0=value-" in cm1  # below the table
+    assert "| E1 | P1 | support |" in cm1 and "- P1: a rather long parameter name 0 value-" in cm1  # below the table
     for text in (block, index):  # the environments' names whole, below the matrix when too wide for its header
         assert "CPython 3.14.0t (GIL off) (a-machine-with-a-long-folder-name)" in text
     for claim in CLAIMS.values():  # every title is still published whole, in the index and the README
@@ -272,7 +272,7 @@ def test_params_sort_as_numbers(write_run, tmp_path):
     write_run("0001.json", parts)
     _, out = build_report(tmp_path)
     rows = [line for line in table_lines((out / "claims" / "TH4.md").read_text()) if "| support |" in line]
-    order = [int(re.search(r"n_fds=(\d+)", line).group(1)) for line in rows]
+    order = [int(re.search(r"n fds (\d+)", line).group(1)) for line in rows]
     assert order == sorted(order)
 
 
@@ -631,3 +631,24 @@ def test_a_deciding_check_the_catalogue_calls_unfalsifiable_is_marked_with_its_r
     could = (out / "claims" / "IO2.md").read_text().split("## Could it fail?", 1)[1].split("\n## ", 1)[0]
     assert "cannot be falsified here" in could and why in could
     assert f"rests on {name}, which cannot be falsified here" in (out / "REPORT.md").read_text()
+
+
+def test_placeholders_fill_from_the_runs_and_say_when_they_cannot(write_run, tmp_path):
+    from harness import catalogue
+    from reporting import model, placeholders, runs
+
+    write_run("0001.json", [bench(name="test_x[hashlib]", checks=[check(value=1.8, interval=[1.7, 1.9], n=6)],
+                                  figures={"thread_cores": figure(1.8, "cores", interval=[1.7, 1.9], n=6)}),
+                            bench(name="test_x[python]", checks=[check(value=1.0)],
+                                  figures={"thread_cores": figure(1.0, "cores")})])
+    loaded = runs.load_runs(sorted((tmp_path / "runs").rglob("*.json")), None)
+    view = next(v for v in model.views(catalogue.load(), runs.columns(loaded)) if v.id == "TH4")
+    text = ("threads kept {range:thread_cores} busy, hashlib {figure:thread_cores@hashlib}; judged against "
+            "{threshold:thread_cores}; stack {fact:8 MiB|glibc}; {range:nothing_of_the_kind}; {env:cores} cores")
+    out = placeholders.render(text, view)
+    assert "1–1.8 cores" in out and "1.8 cores (95% interval 1.7–1.9 cores)" in out and "at most 1.3 cores" not in out
+    assert "1.3 cores" in out and "8 MiB [glibc]" in out and "n/m" in out and "2 cores" in out
+    assert placeholders.unresolved(text, view) == ["{range:nothing_of_the_kind}"]
+    assert placeholders.bare_digits("held 1.5x on TH4 {range:x}") == ["1.5x"]
+    assert placeholders.bare_digits("PEP 684 and IO3 name things {fact:64 MiB|glibc}") == []
+    assert placeholders.malformed("{rang:x} {range:y}") == ["{rang:x}"]
