@@ -88,6 +88,9 @@ class Claim:
     # says why none can be built here (the report then marks the verdict as resting on it).
     deciding: Mapping[str, str] = field(default_factory=dict)  # check name -> threshold rule
     unfalsified: Mapping[str, str] = field(default_factory=dict)  # deciding check -> why no opposite world
+    # Where a sentence of the notes has two readings, both, each with the test functions that
+    # decide it; the report gives each reading its own verdict beside the claim's.
+    readings: Mapping[str, list] = field(default_factory=dict)  # reading in words -> [test function, ...]
 
     def expected_for(self, traits: Iterable[str] = ()) -> str:
         """The expected verdict in an environment with these traits (e.g. {"no_gil"})."""
@@ -152,6 +155,11 @@ def _check(claim: Claim, where: str) -> None:
             fail(f"unfalsified names {check!r}, which is not one of its deciding checks")
         if not why.strip():
             fail(f"unfalsified.{check} gives no reason")
+    if claim.readings and len(claim.readings) < 2:
+        fail("names one reading; readings are for a sentence with two or more")
+    for reading, tests in claim.readings.items():
+        if not tests or not all(isinstance(t, str) and t.startswith("test_") and "[" not in t for t in tests):
+            fail(f"reading {reading!r} must list the test functions (test_...) that decide it")
     if claim.expected != "not-testable" and not claim.deciding:
         fail("names no deciding checks (deciding = { check_name = \"rule\" })")
     if claim.expected == "not-testable":

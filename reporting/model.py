@@ -112,6 +112,20 @@ def cell(claim: catalogue.Claim, column: Column) -> Cell:
     return Cell(claim, column, run, verdict, expected, parts, missing)
 
 
+def reading_verdicts(cell_: Cell) -> list[tuple[str, str]]:
+    """(reading, its verdict here) for a claim whose sentence the notes let be read two ways:
+    each reading combines the parts of its own test functions, as the claim combines all."""
+    out = []
+    for reading, tests in cell_.claim.readings.items():
+        if cell_.run is None:
+            out.append((reading, cell_.verdict))
+            continue
+        parts = [p.info for p in cell_.parts if p.name.split("[")[0] in tests]
+        missing = [m for m in cell_.missing if m["part"].split("[")[0] in tests]
+        out.append((reading, record.claim_verdict(parts, missing)))
+    return out
+
+
 def views(claims: dict[str, catalogue.Claim], cols: list[Column]) -> list[ClaimView]:
     return [ClaimView(c, [cell(c, col) for col in cols]) for c in claims.values()]
 

@@ -25,6 +25,7 @@ from reporting.model import (
     interval_text,
     notes,
     outcome,
+    reading_verdicts,
     shared_conditions,
     varying_conditions,
 )
@@ -224,6 +225,9 @@ def claim_context(view: ClaimView, drawn: list[Drawn], plot_notes: list[str], se
     labels = names
     return {
         "claim": view.claim, "view": view, "cells": cells,
+        "readings": [[reading, *(catalogue.label(dict(reading_verdicts(c))[reading]) for c in view.cells)]
+                     for reading in view.claim.readings],
+        "reading_headers": ["reading", *(names[c.column.key] for c in view.cells)],
         "caveat": placeholders.render(view.claim.caveat, view),
         "control": placeholders.render(view.claim.control, view), "drawn": drawn, "plot_notes": plot_notes,
         "check_headers": check_headers, "check_rows": check_rows, "check_whys": check_whys, "whys": whys,
@@ -293,6 +297,10 @@ def matrix_rows(views: list[ClaimView], links: Links, form: Form = Form(),
             row = [f"[{v.id}]({links.claim(v.id)})"]
         row += ([v.claim.title] if form.title else []) + cells
         rows.append(row)
+        for reading in v.claim.readings:  # a sentence with two readings: a row per reading below its claim
+            states = [dict(reading_verdicts(c))[reading] for c in v.cells]
+            rows.append([f"↳ {v.id}"] + ([f"reading: {reading}"] if form.title else []) +
+                        [SHORT.get(t, t) if form.short else catalogue.label(t) for t in states])
     return rows, refs
 
 

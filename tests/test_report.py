@@ -652,3 +652,21 @@ def test_placeholders_fill_from_the_runs_and_say_when_they_cannot(write_run, tmp
     assert placeholders.bare_digits("held 1.5x on TH4 {range:x}") == ["1.5x"]
     assert placeholders.bare_digits("PEP 684 and IO3 name things {fact:64 MiB|glibc}") == []
     assert placeholders.malformed("{rang:x} {range:y}") == ["{rang:x}"]
+
+
+def test_a_claim_with_two_readings_gets_a_verdict_per_reading_on_its_page_and_in_the_matrix(write_run, tmp_path):
+    import dataclasses
+
+    from harness import catalogue
+    from reporting import model, pages, runs
+
+    claims = catalogue.load()
+    claims["TH4"] = dataclasses.replace(claims["TH4"], readings={"pure Python": ["test_a"], "C code": ["test_b"]})
+    write_run("0001.json", [bench(name="test_a[2]", verdict="holds"),
+                            bench(name="test_b[2]", verdict="refuted", checks=[check(passed=False)])])
+    loaded = runs.load_runs(sorted((tmp_path / "runs").rglob("*.json")), None)
+    view = next(v for v in model.views(claims, runs.columns(loaded)) if v.id == "TH4")
+    assert model.reading_verdicts(view.cells[0]) == [("pure Python", "holds"), ("C code", "refuted")]
+    assert view.cells[0].verdict == "refuted"
+    rows, _ = pages.matrix_rows([view], pages.Links("claims/", "md", "", None), pages.Form(title=True))
+    assert rows[1][:3] == ["↳ TH4", "reading: pure Python", "holds"] and rows[2][2] == "refuted"
