@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import catalogue
-from reporting import model, pages, plots, publish, runs, tables
+from reporting import model, pages, plots, publish, runs, tables, units
 from reporting.schema import InputError
 
 README_BEGIN, README_END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
+UNITS_BEGIN, UNITS_END = "<!-- units:begin -->", "<!-- units:end -->"
 PLOT_FILE = re.compile(r"^[A-Z]+[0-9]+-\d+-[a-z0-9-]+\.png$")
+UNIT_PAGE = re.compile(r"^env-[a-z0-9-]+\.md$")  # results/units/: one page per environment
 OLD_PLOT = re.compile(r"^[A-Z]+[0-9]+-.*\.png$")  # plots/ of the report before the site existed
 LEGEND = ("Verdicts: holds, holds-with-caveat, refuted (decided by measured support checks); undecided (an "
           "interval straddled its threshold); not measured here (skipped, reasons on the page); not-testable. "
@@ -83,7 +85,7 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
                    if v.claim.expected != "not-testable"]
     files[out / "REPORT.md"] = md_env.get_template("index.md.j2").render(
         common, env_table=env_table, matrix=matrix, short=form.short, titles=form.title, root=md_links.root,
-        failability=failability)
+        failability=failability, unit_pages=[(runs.heading(col, cols), f"units/{col.anchor}.md") for col in cols])
     files[site / "index.html"] = html_env.get_template("index.html.j2").render(
         common, root=pages.repo_root_from(site))
     for v in views:
@@ -100,6 +102,13 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
     files[out / "verdicts.csv"] = tables.verdicts(views).to_csv(index=False)
     files[out / "figures.csv"] = tables.figures(report.runs, cols, {v.id for v in views}).to_csv(index=False)
     files[out / "comparison.csv"] = tables.comparison(views).to_csv(index=False)
+    files[out / "units.csv"] = units.csv(views, cols).to_csv(index=False)
+    unit_pages = [{"label": runs.heading(col, cols), "file": f"{col.anchor}.md", "col": col} for col in cols]
+    for page in unit_pages:
+        body = units.page_tables(units.table(views, page["col"]), pages.md_table,
+                                 lambda cid, a: f"../claims/{cid}.md#{a}")
+        files[out / "units" / page["file"]] = md_env.get_template("units.md.j2").render(
+            label=page["label"], table=body, others=[p for p in unit_pages if p is not page])
 
 
 def stale_summary(all_runs: list[runs.Run]) -> str:
@@ -127,12 +136,28 @@ def readme_text(readme: Path, views, cols, out: Path) -> str:
         block = pages.readme_block(views, cols, links, pages.rel(out, base) + "REPORT.md")
     except ValueError as exc:
         raise InputError(f"{readme}: {exc}") from None
-    return text[: begin + len(README_BEGIN)] + "\n" + block.strip("\n") + "\n" + text[end:]
+    text = text[: begin + len(README_BEGIN)] + "\n" + block.strip("\n") + "\n" + text[end:]
+    begin, end = text.find(UNITS_BEGIN), text.find(UNITS_END)
+    if begin < 0 and end < 0:  # the comparison block is optional: a README may carry the verdicts alone
+        return text
+    if begin < 0 or end < begin:
+        raise InputError(f"{readme}: a {UNITS_BEGIN} ... {UNITS_END} block is opened or closed, not both")
+    block = units_block(views, cols, links, pages.rel(out, base))
+    return text[: begin + len(UNITS_BEGIN)] + "\n" + block.strip("\n") + "\n" + text[end:]
+
+
+def units_block(views, cols, links: pages.Links, out_link: str) -> str:
+    """The README's comparison: the first environment's units table, values only, each linked to its evidence."""
+    column = cols[0]
+    table = units.readme_table(units.table(views, column), pages.md_table, links.claim)
+    others = ", ".join(f"[{runs.heading(c, cols)}]({out_link}units/{c.anchor}.md)" for c in cols)
+    return (f"On {runs.heading(column, cols)}; each cell links to the claim whose run measured it. Intervals, "
+            f"what each cell is, why one reads n/m, and every environment: {others}.\n\n{table}\n")
 
 
 def write(report: Report, out: Path) -> list[Path]:
     owned = {out / "site" / "plots": PLOT_FILE, out / "plots": OLD_PLOT, out / "claims": publish.PAGE,
-             out / "site" / "claims": publish.PAGE}
+             out / "site" / "claims": publish.PAGE, out / "units": UNIT_PAGE}
     removed = publish.write_all(report.files, owned)
     if report.readme is not None:
         publish.write_keeping_mode(*report.readme)

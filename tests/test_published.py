@@ -40,12 +40,13 @@ def test_every_declared_plot_finds_its_figures_in_the_reference_runs(claim_id):
         assert matched, f"{claim_id} plot {plot.title!r} declares {plot.y}; the runs record {sorted(figures)}"
 
 
-def test_the_readme_block_links_only_to_files_that_exist_and_stays_small():
+@pytest.mark.parametrize("name", ["verdicts", "units"])
+def test_the_readme_blocks_link_only_to_files_that_exist_and_stay_small(name):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = text.split("<!-- verdicts:begin -->", 1)[1].split("<!-- verdicts:end -->", 1)[0]
+    block = text.split(f"<!-- {name}:begin -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
     assert len(block.encode()) <= 8 * 1024
-    targets = re.findall(r"\]\(([^)#]+)[^)]*\)", block) + re.findall(r"^\[[^\]]+\]: (\S+)$", block, flags=re.M)
-    assert targets, "the README block links to nothing"
+    targets = re.findall(r"\]\(([^)#]+)[^)]*\)", block) + re.findall(r"^\[[^\]]+\]: ([^\s#]+)", block, flags=re.M)
+    assert targets, f"the README's {name} block links to nothing"
     missing = [t for t in targets if not t.startswith("http") and not (ROOT / t).exists()]
     assert not missing, f"README links to files that do not exist: {missing}"
 

@@ -206,7 +206,7 @@ def test_no_table_line_is_over_200_characters_with_six_environments(write_run, t
     block = readme.read_text().split("<!-- verdicts:begin -->")[1].split("<!-- verdicts:end -->")[0]
     assert len(block.encode()) <= pages.README_MAX
     written = sorted(out.rglob("*.md"))
-    assert len(written) == 1 + len(CLAIMS)
+    assert len(written) == 1 + len(CLAIMS) + len(list((out / "units").glob("*.md")))
     index = (out / "REPORT.md").read_text()
     assert "**refuted** ⚠ †" in index or "**refuted ⚠ †**" in index  # the widest cells were there to fit
     for name, text in [("README block", block)] + [(p.name, p.read_text()) for p in written]:
@@ -670,3 +670,23 @@ def test_a_claim_with_two_readings_gets_a_verdict_per_reading_on_its_page_and_in
     assert view.cells[0].verdict == "refuted"
     rows, _ = pages.matrix_rows([view], pages.Links("claims/", "md", "", None), pages.Form(title=True))
     assert rows[1][:3] == ["↳ TH4", "reading: pure Python", "holds"] and rows[2][2] == "refuted"
+
+
+def test_units_table_reads_each_cell_from_a_claims_run_and_links_to_it(write_run, tmp_path):
+    write_run("0001.json", [bench(name="test_cpu_bound_threads_do_not_scale[2-workers]",
+                                  checks=[check(value=1.01, interval=[0.99, 1.02], n=6)],
+                                  figures={"thread_cores": figure(1.01, "cores", interval=[0.99, 1.02], n=6)})])
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n\n<!-- units:begin -->\n<!-- units:end -->\n\n" + README)
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path / "runs"), "--out", str(out), "--readme", str(readme), "--include-stale"]) == 0
+    block = readme.read_text().split("<!-- units:begin -->")[1].split("<!-- units:end -->")[0]
+    thread = next(line for line in block.splitlines() if line.startswith("| thread |"))
+    assert "[1.01 cores][u-TH4]" in thread and "n/m" in thread
+    assert re.search(r"^\[u-TH4\]: \S*claims/TH4\.md#env-", block, flags=re.M)
+    page = next((out / "units").glob("*.md")).read_text()
+    assert "[1.01 cores (0.99–1.02 cores)][u-TH4]" in page and "thread, creation: n/m" in page
+    assert "process (fork), counter needs a lock: n/a, cannot apply" in page
+    cells = pd.read_csv(out / "units.csv", keep_default_na=False)
+    row = cells[(cells.unit == "thread") & (cells.axis == "cores, 2 units of pure-Python work")].iloc[0]
+    assert row.claim == "TH4" and row.figure == "thread_cores" and float(row.value) == 1.01
