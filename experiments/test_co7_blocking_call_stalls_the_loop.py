@@ -154,6 +154,7 @@ def test_blocking_call_stalls_every_coroutine_until_moved_to_a_thread(benchmark,
     benchmark.group = "CO7 N tasks making one blocking call each"
     replay(benchmark, [r["blocking"][0] for r in rounds])
     evidence.condition(loop=aio.kind(loop), n=n, block_s=BLOCK_S)
+    evidence.figure("tasks", n, "tasks")
     figures = per_round_figures(rounds)
     for name in STEPS:
         evidence.figure(f"{name}_wall", unit="s", samples=[r[name][0] for r in rounds])

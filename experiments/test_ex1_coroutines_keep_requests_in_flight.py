@@ -173,6 +173,8 @@ def test_one_thread_keeps_many_requests_in_flight(benchmark, evidence, loop, htt
     evidence.condition(loop=aio.kind(loop), n=n, latency_ms=latency_ms, thread_workers=THREAD_WORKERS,
                        concurrency_limit=CONCURRENCY_LIMIT, server_loop=server_loop())
     walls = [r["wall"] for r in rounds]
+    evidence.figure("requests", n, unit="requests")  # N and L, for the caveat's prose
+    evidence.figure("server_delay", latency, unit="s")
     gathered, sequential = latencies(rounds, n, latency)
     evidence.figure("gather_wall", unit="s", samples=walls)
     evidence.figure("gather_in_flight", unit="requests", samples=[n * latency / w for w in walls])

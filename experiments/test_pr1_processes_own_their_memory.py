@@ -160,6 +160,7 @@ def test_child_process_writes_are_invisible_to_parent(benchmark, evidence, start
         if start_method == "fork"
         else f"a {start_method} child imports the module afresh and starts from its initial state"
     )
+    evidence.figure("parent_sees_child_writes_opposite", sum(r["parent_seen"] for r in thread_rounds), "writes")
     # Owning its memory predicts 0 writes seen; shared memory predicts all of them. One seen
     # write is already a counterexample, so the threshold is the claim's own value.
     evidence.support("parent_sees_child_writes", value=sum(r["parent_seen"] for r in rounds), op="==", threshold=0,
@@ -212,6 +213,7 @@ def test_forked_child_shares_pages_until_it_writes_them(benchmark, evidence):
     for key in ("uss_before", "uss_after", "pss_before", "pss_after"):
         evidence.figure(f"child_{key}", unit="MiB", samples=[r[key] / mib for r in reports])
     evidence.figure("child_write_every_page", unit="s", samples=[r["touch_s"] for r in reports])
+    evidence.figure("buffer_size", COW_BUFFER_BYTES, "B")
     evidence.figure("uss_before_over_buffer", unit="x", samples=[r["uss_before"] / COW_BUFFER_BYTES for r in reports])
     evidence.note("before writing, the child's private memory is a small share of the buffer: fork shares "
                   "pages until one side writes them (copy-on-write), which is how the copy is made, not a check")

@@ -121,6 +121,7 @@ def test_thread_writes_are_visible_to_other_threads(benchmark, evidence):
     # Shared memory predicts every write seen and the very object read back; separate copies
     # (processes, PR1) predict none seen and no such object. One miss refutes sharing.
     unseen_from_a_process = process_round()
+    evidence.figure("thread_writes_unseen_by_main_opposite", unseen_from_a_process, "writes")
     evidence.support("thread_writes_unseen_by_main", value=sum(writes - r["seen"] for r in rounds), op="==",
                      threshold=0, unit="writes",
                      why="the thread wrote the main thread's own objects (items plus the writer field)",
@@ -191,6 +192,7 @@ def test_unsynchronised_read_modify_write_across_threads_loses_updates(benchmark
     evidence.figure("lost_updates_bare_inplace_add", inplace_lost, "updates")
     evidence.note("a bare `box[0] += 1` (a figure): on a GIL build from 3.11 on, the GIL is never offered "
                   "between its read and its write")
+    evidence.figure("lost_updates_unlocked_opposite", sum(locked_total - v for v in finals["locked"]), "updates")
     evidence.support(
         "lost_updates_unlocked", op=">", threshold=MAX_SAFE_LOST, unit="updates",
         value=sum(total - v for v in finals["unlocked"]),

@@ -95,6 +95,17 @@ def test_every_deciding_check_cites_a_rule_and_every_reason_a_deciding_check():
         assert set(claim.unfalsified) <= set(claim.deciding), claim.id
 
 
+@pytest.mark.parametrize("claim_id", [c.id for c in CLAIMS.values() if c.readings])
+def test_each_reading_is_decided_by_test_functions_of_the_claims_file(claim_id):
+    claim = CLAIMS[claim_id]
+    defined = {node.name for node in ast.walk(ast.parse((ROOT / claim.file).read_text()))
+               if isinstance(node, ast.FunctionDef)}
+    for reading, tests in claim.readings.items():
+        assert set(tests) <= defined, f"{claim_id}: reading {reading!r} names {set(tests) - defined}, not in {claim.file}"
+    listed = [t for tests in claim.readings.values() for t in tests]
+    assert len(listed) == len(set(listed)), f"{claim_id}: a test decides two readings"
+
+
 def test_no_caveat_carries_a_bare_number():
     """Every number in a caveat sits in a placeholder that the report fills from the runs
     (reporting/placeholders.py); none is typed in, so none can go stale."""
