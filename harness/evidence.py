@@ -250,8 +250,10 @@ class Evidence:
                                                     o_samples)
             o_value = stats.median(o_samples) if o_samples is not None else opposite.value
             other = OppositeOutcome(opposite.label, _jsonable(o_value), o_passed, o_interval, o_n)
-            if o_samples is not None:
+            if o_samples is not None:  # the opposite world's figure, beside the claim world's of the same name
                 self.figure(f"{name}_opposite", unit=unit, samples=o_samples)
+            else:
+                self.figure(f"{name}_opposite", opposite.value, unit)
         measured = passed
         if other is not None and other.passed is None:
             passed = None  # the check decides only once the opposite world has landed too
