@@ -214,7 +214,7 @@ def record_figures(evidence, rounds: list[tuple], n_fds: int, suffix: str) -> No
     evidence.figure(f"baseline_wait_cost{suffix}", unit="s (batched)", samples=[b for _, b, *_ in rounds])
     if n_fds > BASELINE_N:
         evidence.figure(f"per_fd_cost{suffix}",
-                        unit="s per descriptor (batched waits, N minus baseline in the same round)",
+                        unit="s (per descriptor, batched waits)",
                         samples=[(c - b) / (n_fds - BASELINE_N) for c, b, *_ in rounds])
     # One descriptor is made ready, so one is reported by construction: a figure (a scan that missed it
     # would read 0), never a check that could not have read otherwise.
@@ -238,8 +238,8 @@ def test_one_wait_finds_the_ready_descriptor_among_n(benchmark, evidence, select
     for n in smaller:
         record_figures(evidence, figure_rounds(selector, n, evidence), n, f"_at_{n}")
         if selector == "poll" and n >= GROWTH_N:
-            evidence.figure(f"per_fd_cost_single_threaded_at_{n}", unit="s per descriptor (same method, fresh "
-                            "single-threaded child: descriptor table not shared)",
+            evidence.figure(f"per_fd_cost_single_threaded_at_{n}",
+                            unit="s (per descriptor, single-threaded child)",
                             samples=per_fd_cost_single_threaded(selector, n))
     rounds, highest = deciding_rounds(selector, n_fds, evidence)
     mine, other = [r[selector] for r in rounds], [r[opposite] for r in rounds]
@@ -247,11 +247,11 @@ def test_one_wait_finds_the_ready_descriptor_among_n(benchmark, evidence, select
     replay(benchmark, [cost for cost, *_ in mine])
 
     evidence.figure("highest_descriptor", highest, "fd")
+    evidence.figure("watched_descriptors", n_fds, "fds")  # the deciding N, for the catalogue's prose
     record_figures(evidence, mine, n_fds, "")
     evidence.figure("ready_reported_per_wait_opposite", min(min(r, br) for *_, r, br in other), "fds")
     if selector == "poll":
-        evidence.figure("per_fd_cost_single_threaded", unit="s per descriptor (same method, fresh "
-                        "single-threaded child: descriptor table not shared)",
+        evidence.figure("per_fd_cost_single_threaded", unit="s (per descriptor, single-threaded child)",
                         samples=per_fd_cost_single_threaded(selector, n_fds))
     if selector == "select":
         select_refusal(evidence)
