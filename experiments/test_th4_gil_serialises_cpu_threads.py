@@ -1,9 +1,10 @@
 """TH4: Python threads cannot run CPU-bound work in parallel (the GIL).
 
-What is measured: the same CPU work done once sequentially, split over k threads, and split
-over k worker processes, in that order within every round, so that each round gives one
-same-round sample of each under the same machine noise. Rounds continue until the intervals of
-the control and of the thread cores have cleared their threshold, up to MAX_ROUNDS.
+What is measured: the same CPU work done once sequentially, then split over k threads and
+split over k worker processes (the two in alternating order from round to round), so that each
+round gives one same-round sample of each under the same machine noise. Rounds continue until
+the intervals of the control, of the thread figures and of their opposite worlds have cleared
+their threshold, up to MAX_ROUNDS.
 
 How it is decided (harness.stats: the interval of the median over per-round samples):
 - thread cores = process CPU seconds / wall while the threads run. The claim predicts one
@@ -20,6 +21,16 @@ likewise decides only when the processes' own speedup cleared its threshold: on 
 machine two busy vCPUs may do the same work with more CPU time each, so processes can keep
 two cores busy yet finish less than twice as fast, and then no speedup could tell the claim
 from its negation (the speedup is then a figure with a note).
+
+The opposite world of the two deciding checks (thread cores and thread speedup), judged by the
+same op and threshold, is chosen by the build, since the claim reads the other way on each:
+- with the GIL (the claim holds), the same work in k processes, each with its own interpreter
+  and GIL: the control's own rounds, so it costs nothing more;
+- without it (free-threaded: the claim is refuted), the same k threads pinned to one CPU
+  (sched_setaffinity on each thread, before the clock), where they can only take turns as the
+  claim says, measured as a third world in the same rounds.
+Each check decides only when its opposite lands on the other side. The GIL-releasing test's
+checks are caveats, not the claim's deciding checks, and have no opposite world.
 
 Known traps: with one CPU nothing can scale and the claim cannot be told apart from its
 opposite (needs_two_cpus). On a free-threaded build the catalogue expects the claim refuted.
@@ -39,7 +50,8 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from harness import stats
-from harness.environment import cpus_available
+from harness.environment import cpus_available, gil_enabled
+from harness.evidence import Opposite
 from harness.measure import measure
 from harness.parked import ParkedThreads
 from harness.scale import pick
@@ -84,24 +96,57 @@ def cpu_seconds_of(fn, arg) -> float:
     return time.thread_time() - t0
 
 
-def one_round(pool, fn, shares) -> dict:
-    """Sequential, then k parked threads, then k processes, on the same shares."""
-    sequential = measure(lambda: [fn(s) for s in shares]).wall
-    parked = ParkedThreads(fn, [(s,) for s in shares], name="th4")  # started before the clock
+def threads_run(fn, shares, pin_to: int | None = None):
+    """k parked threads on the shares (started, and pinned to CPU `pin_to` if given, before the clock)."""
+    parked = ParkedThreads(fn, [(s,) for s in shares], name="th4")
     try:
-        threads = measure(parked.go)
+        if pin_to is not None:
+            for t in parked.threads:
+                os.sched_setaffinity(t.native_id, {pin_to})
+        return measure(parked.go)
     finally:
         parked.close()
-    t0 = time.perf_counter()
-    worker_cpu = sum(pool.map(cpu_seconds_of, [fn] * len(shares), shares))
-    process_wall = time.perf_counter() - t0
-    return {"sequential_wall": sequential, "thread_wall": threads.wall, "thread_cores": threads.cores,
-            "thread_speedup": sequential / threads.wall, "process_wall": process_wall,
-            "process_cores": worker_cpu / process_wall, "process_speedup": sequential / process_wall}
 
 
-def scaling(fn, shares, threshold: float, op: str) -> dict[str, list[float]]:
-    """Rounds until the control and the thread figures are decided (op: the claim's side for threads)."""
+def one_round(pool, fn, shares, reverse: bool, pin_to: int | None) -> dict:
+    """Sequential, then k parked threads and k processes on the same shares (in reverse order if `reverse`);
+    with `pin_to`, among them the opposite world of a free-threaded build: the k threads pinned to that CPU."""
+    sequential = measure(lambda: [fn(s) for s in shares]).wall
+    out = {"sequential_wall": sequential}
+    worlds = ["threads", "processes"] + (["pinned"] if pin_to is not None else [])
+    for world in reversed(worlds) if reverse else worlds:
+        if world == "threads":
+            threads = threads_run(fn, shares)
+            out.update(thread_wall=threads.wall, thread_cores=threads.cores, thread_speedup=sequential / threads.wall)
+        elif world == "pinned":
+            pinned = threads_run(fn, shares, pin_to)
+            out.update(pinned_thread_cores=pinned.cores, pinned_thread_speedup=sequential / pinned.wall)
+        else:
+            t0 = time.perf_counter()
+            worker_cpu = sum(pool.map(cpu_seconds_of, [fn] * len(shares), shares))
+            process_wall = time.perf_counter() - t0
+            out.update(process_wall=process_wall, process_cores=worker_cpu / process_wall,
+                       process_speedup=sequential / process_wall)
+    return out
+
+
+def opposite_keys() -> dict[str, str]:
+    """The thread figure -> the figure of its opposite world on this build (see the module's docstring)."""
+    if gil_enabled():
+        return {"thread_cores": "process_cores", "thread_speedup": "process_speedup"}
+    return {"thread_cores": "pinned_thread_cores", "thread_speedup": "pinned_thread_speedup"}
+
+
+def opposite_label(workers: int) -> str:
+    if gil_enabled():
+        return f"the same work split over {workers} processes (a GIL each), in the same rounds"
+    return (f"free-threaded build: the same {workers} threads pinned to one CPU (sched_setaffinity), "
+            "in the same rounds")
+
+
+def scaling(fn, shares, threshold: float, op: str, opposite: bool = False) -> dict[str, list[float]]:
+    """Rounds until the control and the thread figures are decided (op: the claim's side for threads);
+    with `opposite`, their opposite worlds' figures too (opposite_keys)."""
     def done(rounds):
         col = {k: [r[k] for r in rounds] for k in rounds[0]}
         if stats.decide(col["process_cores"], ">=", threshold)[0] is False:
@@ -110,14 +155,22 @@ def scaling(fn, shares, threshold: float, op: str) -> dict[str, list[float]]:
         # caveat (every caveat check must pass) and only once the processes' own speedup cleared the threshold.
         speedup_open = (op == ">=" and stats.decide(col["process_speedup"], ">=", threshold)[0]
                         and not stats.decided(col["thread_speedup"], op, threshold))
+        # The opposite worlds: of thread_cores always, of thread_speedup where that check decides (speedup_check).
+        opposite_open = opposite and (
+            not stats.decided(col[keys["thread_cores"]], op, threshold)
+            or (stats.decide(col["process_speedup"], ">=", threshold)[0]
+                and not stats.decided(col[keys["thread_speedup"]], op, threshold)))
         return (stats.decided(col["process_cores"], ">=", threshold)
-                and stats.decided(col["thread_cores"], op, threshold) and not speedup_open)
+                and stats.decided(col["thread_cores"], op, threshold) and not speedup_open and not opposite_open)
 
+    keys = opposite_keys()
+    pin_to = min(os.sched_getaffinity(0)) if opposite and not gil_enabled() else None
     ctx = multiprocessing.get_context(START_METHOD)
     with ProcessPoolExecutor(len(shares), mp_context=ctx) as pool:
         list(pool.map(fn, shares))  # start the workers before any clock runs
-        rounds = sample_rounds(lambda: one_round(pool, fn, shares), max_rounds=MAX_ROUNDS,
-                               done=done)
+        turn = iter(range(MAX_ROUNDS))
+        rounds = sample_rounds(lambda: one_round(pool, fn, shares, next(turn) % 2 == 1, pin_to),
+                               max_rounds=MAX_ROUNDS, done=done)
     return {k: [r[k] for r in rounds] for k in rounds[0]}
 
 
@@ -131,11 +184,11 @@ def record(benchmark, evidence, samples, threshold) -> None:
                      why="other jobs left no CPU free, so threads could not have shown parallelism either")
 
 
-def speedup_check(evidence, role, samples, op, threshold, why) -> None:
+def speedup_check(evidence, role, samples, op, threshold, why, opposite: Opposite | None = None) -> None:
     """The thread speedup decides only where the processes' speedup showed the opposite was reachable."""
     if stats.decide(samples["process_speedup"], ">=", threshold)[0]:
         evidence.check(role, "thread_speedup", op=op, threshold=threshold, unit="x", why=why,
-                       samples=samples["thread_speedup"])
+                       samples=samples["thread_speedup"], opposite=opposite)
     else:
         evidence.figure("thread_speedup", unit="x", samples=samples["thread_speedup"])
         evidence.note(f"thread_speedup decides nothing here: the processes' own speedup did not clear {threshold:.2f}x "
@@ -149,12 +202,16 @@ def test_cpu_bound_threads_do_not_scale(benchmark, evidence, workers):
     benchmark.group = "TH4 pure-Python CPU work split over threads"
     threshold = halfway(min(workers, cpus_available()))
     evidence.condition(workers=workers, start_method=START_METHOD, work_units=WORK_UNITS)
-    samples = scaling(spin, split(WORK_UNITS, workers), threshold, "<=")
+    samples = scaling(spin, split(WORK_UNITS, workers), threshold, "<=", opposite=True)
     record(benchmark, evidence, samples, threshold)
+    keys, label = opposite_keys(), opposite_label(workers)
+    evidence.condition(opposite_world=label)
     evidence.support("thread_cores", op="<=", threshold=threshold, unit="cores", samples=samples["thread_cores"],
-                     why="threads take turns on one core while processes kept more busy in the same rounds")
+                     why="threads take turns on one core while processes kept more busy in the same rounds",
+                     opposite=Opposite(label, samples=samples[keys["thread_cores"]]))
     speedup_check(evidence, "support", samples, "<=", threshold,
-                  why="threads run at the sequential speed while processes ran faster in the same rounds")
+                  why="threads run at the sequential speed while processes ran faster in the same rounds",
+                  opposite=Opposite(label, samples=samples[keys["thread_speedup"]]))
     evidence.settle(benchmark)
 
 
