@@ -27,7 +27,9 @@ STORAGE = os.environ.get("MATRIX_STORAGE", "results")
 # What the suite imports in every environment; the optional ones are checked only when installed.
 IMPORTS = ("pytest", "pytest_benchmark", "pytest_asyncio", "pytest_timeout", "psutil", "aiohttp", "requests", "pyperf",
            "scipy.stats")
-OPTIONAL = ("uvloop", "msgpack", "liburing")
+# interpreters_backport: the package alone, which imports nothing native (its interpreters module may crash
+# on import, on CPython 3.12.1: harness/interpreters.py probes that in a child).
+OPTIONAL = ("uvloop", "msgpack", "liburing", "interpreters_backport")
 
 nox.options.sessions = None  # every session
 nox.options.reuse_venv = "yes"

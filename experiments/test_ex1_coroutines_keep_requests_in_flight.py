@@ -6,9 +6,9 @@ own process) answers after L ms of asyncio.sleep, made three ways:
   requests, at most CONCURRENCY_LIMIT in flight (a semaphore; the connector has the same
   limit); rounds sampled until decided (stats.MIN_SAMPLES to MAX_ROUNDS);
 - sequential, the opposite world: ``requests.Session.get`` one after another in this thread,
-  interleaved with the gather rounds: each round also times a slice of ceil(N / 6) requests one
-  at a time, so that six rounds cover all N, and each round estimates the N-request sequential
-  pass as N x that slice's mean (latencies, in units of L);
+  interleaved with the gather rounds: each round also times a slice of SEQUENTIAL_SLICE requests
+  one at a time, and estimates the N-request sequential pass as N x that slice's median
+  (latencies, in units of L: one request one at a time costs one latency, whatever N);
 - threads, a comparison: a pool of THREAD_WORKERS threads, each with its own requests.Session,
   one pass of all N requests after the rounds (a figure).
 
@@ -52,6 +52,9 @@ LATENCY_MS = pick(quick=(20,), full=(20, 50))  # L, the server's per-request del
 THREAD_WORKERS = 10  # k
 CONCURRENCY_LIMIT = 100  # gather's semaphore: at most this many requests in flight
 MAX_ROUNDS = pick(quick=10, full=20)
+# Requests timed one at a time per round, for the opposite world: each costs one latency whatever N,
+# so a few per round estimate the N-request pass (N x their median) as well as all N would.
+SEQUENTIAL_SLICE = 4
 # Claim: gather overlaps up to the limit, ceil(N / limit) latencies; negation: a thread runs one
 # request at a time, N latencies. Threshold: their geometric midpoint, (ceil(N/limit) * N) ** 0.5.
 MIDPOINT_EXPONENT = 0.5
@@ -107,9 +110,9 @@ def threshold(n: int) -> float:
 
 
 def sequential_slice(session: requests.Session, url: str, n: int) -> list[float]:
-    """ceil(n / MIN_SAMPLES) requests one at a time, each timed: the first six rounds' slices cover all n."""
+    """min(SEQUENTIAL_SLICE, n) requests one at a time, each timed."""
     per_request = []
-    for _ in range(math.ceil(n / stats.MIN_SAMPLES)):
+    for _ in range(min(SEQUENTIAL_SLICE, n)):
         t0 = time.perf_counter()
         get_ok(session, url)
         per_request.append(time.perf_counter() - t0)
@@ -189,7 +192,7 @@ def test_one_thread_keeps_many_requests_in_flight(benchmark, evidence, loop, htt
     evidence.figure("gather_vs_sequential", unit="x", samples=[s / g for g, s in zip(gathered, sequential)])
     evidence.figure("gather_vs_threads", threads_wall / stats.median(walls), unit="x")
     evidence.note("sequential: a slice of the N requests one at a time after each gather round (N x the slice's "
-                  "mean per round); threads: one pass of all N requests after the rounds")
+                  "median per round); threads: one pass of all N requests after the rounds")
     evidence.support("gather_latencies", op="<=", threshold=threshold(n), unit="L", samples=gathered,
                      opposite=Opposite("the same N requests one at a time in this thread, interleaved rounds",
                                        samples=sequential),

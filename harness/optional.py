@@ -1,4 +1,4 @@
-"""Optional pieces of the suite (uvloop, msgpack, liburing): what is missing here, and why.
+"""Optional pieces of the suite (uvloop, msgpack, liburing, the PEP 734 backport): what is missing here, and why.
 
 They have no wheel for every interpreter (free-threaded CPython 3.13 has none for liburing,
 and msgpack and uvloop build from source there), so they are installed one by one from
@@ -21,6 +21,11 @@ from harness import environment
 
 # Written by the install step (Makefile's venv target, via tools/install_optional.py) next to the venv.
 OPTIONAL_STATUS = Path(sys.prefix) / "optional-status.json"
+# The import name of each optional distribution whose name does not give it (normalised: - and . -> _).
+# interpreters-pep-734 is PEP 734's backport (harness/interpreters.py); interpreters-3-12 its C half on 3.12.
+IMPORT_NAMES = {"interpreters_pep_734": "interpreters_backport", "interpreters_3_12": "_interpreters"}
+# How the install step words a pin it skipped because its environment marker is false here.
+SKIPPED = "not installed: its environment marker"
 
 
 @functools.cache
@@ -43,6 +48,8 @@ def missing(module: str) -> str | None:
         status = json.loads(OPTIONAL_STATUS.read_text()).get(module)
     except (OSError, ValueError):
         status = None
+    if status and status.startswith(SKIPPED):
+        return f"needs the optional package {module!r}, which is {status}"
     why = f"its install failed: {status}" if status else "it is not installed in this environment"
     return f"needs the optional package {module!r}, and {why}"
 

@@ -38,7 +38,7 @@ ENV_FIELDS = {"cores": "cores", "kernel": "kernel", "cpu": "cpu_model", "python"
 def bare_digits(text: str) -> list[str]:
     """The digits of `text` outside placeholders (an ID such as TH1 or IO3 is a name, not a number)."""
     outside = PLACEHOLDER.sub(" ", text)
-    outside = re.sub(r"\b(?:EX|PR|TH|CO|CM|IO|XX)\d+\b|\bPEP \d+\b", " ", outside)  # claim IDs and PEPs name things
+    outside = re.sub(r"\b(?:EX|PR|TH|CO|CM|IO|IN|XX)\d+\b|\bPEP \d+\b", " ", outside)  # claim IDs and PEPs name things
     return re.findall(r"\S*\d\S*", outside)
 
 

@@ -74,9 +74,9 @@ SOURCES: dict[str, dict[str, tuple[Source, ...]]] = {
         "a shared counter needs a lock": (Source("TH1", "lost_updates_unlocked", "", "positive-is-yes"),),
     },
     "interpreter": {
-        "creation": (Source("IN1", "interpreter_create"),),
-        "resident memory": (Source("IN1", "resident_per_interpreter"),),
-        "cores, 2 units of pure-Python work": (Source("IN1", "interpreter_cores"),),
+        "creation": (Source("IN1", "creation_per_interpreter", note="create() to the end of its first statement"),),
+        "resident memory": (Source("IN1", "resident_growth_per_interpreter", note="an idle interpreter"),),
+        "cores, 2 units of pure-Python work": (Source("IN1", "interpreter_cores", "2-interpreters"),),
         "a native crash leaves the others running": (Source("IN2", "rounds_host_survived", "", "positive-is-yes"),),
     },
     "coroutine": {

@@ -101,7 +101,8 @@ def test_each_reading_is_decided_by_test_functions_of_the_claims_file(claim_id):
     defined = {node.name for node in ast.walk(ast.parse((ROOT / claim.file).read_text()))
                if isinstance(node, ast.FunctionDef)}
     for reading, tests in claim.readings.items():
-        assert set(tests) <= defined, f"{claim_id}: reading {reading!r} names {set(tests) - defined}, not in {claim.file}"
+        missing = set(tests) - defined
+        assert not missing, f"{claim_id}: reading {reading!r} names {missing}, not in {claim.file}"
     listed = [t for tests in claim.readings.values() for t in tests]
     assert len(listed) == len(set(listed)), f"{claim_id}: a test decides two readings"
 

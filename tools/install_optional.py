@@ -1,5 +1,8 @@
 """Install the optional packages one by one; record each failure in <venv>/optional-status.json.
 
+A pin may carry a PEP 508 environment marker (`pkg==1.0; python_version >= "3.12"`); where it is
+false for this interpreter the pin is skipped, and recorded as such, never handed to pip.
+
 Run it with the venv's own interpreter: `.venv/bin/python tools/install_optional.py`. A failed
 install never stops the others and never fails the step: it is printed, and written as
 {"module": "reason"} to the file harness/optional.py reads, so the experiments that need the
@@ -19,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from harness.optional import OPTIONAL_STATUS  # noqa: E402  (the path the experiments read)
+from harness.optional import IMPORT_NAMES, OPTIONAL_STATUS, SKIPPED  # noqa: E402  (what the experiments read)
 
 PIP_TIMEOUT_S = 900  # a source build (uvloop on cp313t) takes a minute or two on 2 cores
 
@@ -30,8 +33,21 @@ def pins(path: Path) -> list[str]:
 
 
 def module_of(pin: str) -> str:
-    """The import name of a pinned distribution (uvloop==0.23.0 -> uvloop)."""
-    return re.split(r"[=<>!~\[; ]", pin, maxsplit=1)[0].lower().replace("-", "_")
+    """The import name of a pinned distribution (uvloop==0.23.0 -> uvloop; see harness.optional.IMPORT_NAMES)."""
+    name = re.split(r"[=<>!~\[; ]", pin, maxsplit=1)[0].lower().replace("-", "_").replace(".", "_")
+    return IMPORT_NAMES.get(name, name)
+
+
+def skipped(pin: str) -> str | None:
+    """Why `pin` is not for this interpreter (its environment marker is false here), or None."""
+    if ";" not in pin:
+        return None
+    from packaging.requirements import Requirement  # installed with pytest, which harness.optional needs too
+
+    marker = Requirement(pin).marker
+    if marker is None or marker.evaluate():
+        return None
+    return f"{SKIPPED} ({marker}) is false for this interpreter"
 
 
 def pip_failure(output: str) -> str:
@@ -79,6 +95,11 @@ def main() -> None:
     constraints = [arg for c in args.constraint for arg in ("-c", c)]
     status = {}
     for pin in pins(Path(args.requirements)):
+        why = skipped(pin)
+        if why is not None:
+            print(f"optional {pin}: skipped, {why}", flush=True)
+            status[module_of(pin)] = why
+            continue
         why = install(pin, constraints)
         print(f"optional {pin}: " + ("installed" if why is None else f"NOT INSTALLED: {why}"), flush=True)
         if why is not None:
