@@ -128,6 +128,7 @@ def test_blocking_recv_suspends_caller_until_data_arrives(benchmark, evidence, d
     replay(benchmark, [r["wall"] for r in rounds])
 
     evidence.condition(channel="socket", delay_s=delay_s, payload_bytes=PAYLOAD_BYTES)
+    evidence.figure("delay_s", delay_s, "s")  # L, for the caveat
     evidence.figure("wall", unit="s", samples=[r["wall"] for r in rounds])
     evidence.figure("caller_cpu", unit="s", samples=[r["cpu"] for r in rounds])
     evidence.figure("wall_over_delay_max", max(r["wall"] for r in rounds) / delay_s, "x")

@@ -1,4 +1,9 @@
-"""PR4: several processes run CPU work truly in parallel.
+"""PR4: several processes run CPU work truly in parallel (and many make progress at once).
+
+The notes' sentence (进程, item 5: processes "allow high concurrency") has two readings, one part each:
+- CPU work truly in parallel: test_cpu_bound_processes_run_in_parallel, below;
+- high concurrency, many processes making progress at once: test_many_processes_wait_together,
+  at the end of this docstring.
 
 What is measured: TH4's pure-Python CPU work (harness.workloads.spin), done once in this
 process and then split over k worker processes, in every round. The workers are started (and
@@ -41,11 +46,29 @@ own prediction (processes taking turns finish about when the sequential run does
 opposite world straddled it; judged against the midpoint of 1 and min(k, CPUs) the claim's own
 interval straddled that, because this VM's vCPUs change speed from round to round (one share took
 28 or 45 ms) and a wall-clock ratio carries that. CPU accounting (worker cores) does not.
+
+High concurrency (test_many_processes_wait_together): N forked processes (WAITERS), started and
+ready before any clock, each make one blocking wait per round: a recv on its own socketpair,
+whose peer (this process) writes L (BLOCK_S) after that process said it was about to block. The
+claim predicts that the N waits overlap, so the round takes about L: wall / L judged against the
+upper end of harness.thresholds.about(1) (2, "about one wait"), as TH5 judges threads. The
+opposite world, in every round (the order of the two alternates): the same N processes make the
+same wait while each holds one shared multiprocessing.Lock around it, so each waits only once
+the previous one is done: wall / L' reads N or a little more (each hand-off adds wake-ups),
+judged by the same threshold. Its L' (OPPOSITE_BLOCK_S) is short, since its waits add up, yet
+many times a process's wake-up and lock hand-off, so that wall / L' still counts waits.
+blocked_at_once (the most processes that had announced their recv and not yet been written to,
+at one time) shows the overlap directly: N against 1. One CPU is enough (blocked processes need
+no core). Every child is ended at the end of the test, failures included: told to exit, then
+terminated, then killed.
 """
 from __future__ import annotations
 
+import heapq
 import multiprocessing
 import os
+import selectors
+import socket
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -58,12 +81,13 @@ from harness.measure import measure
 from harness.scale import pick
 from harness.skips import needs_two_cpus
 from harness.stats import sample_rounds
+from harness.thresholds import about
 from harness.timing import replay
 from harness.workloads import spin, split
 
 WORKERS = pick(quick=(2,), full=(2, 4))
 START_METHODS = pick(quick=("fork",), full=("fork", "forkserver", "spawn"))
-WORK_UNITS = pick(quick=6_000_000, full=12_000_000)  # spin() iterations per run, all workers together
+WORK_UNITS = pick(quick=4_000_000, full=12_000_000)  # spin() iterations per run, all workers together
 # Many small tasks per worker, so that a worker slowed by a neighbour does not leave the others
 # idle at the end (idle time would count as room the workers failed to use).
 CHUNKS_PER_WORKER = 8
@@ -71,6 +95,18 @@ CHUNKS_PER_WORKER = 8
 # work. Its predictions (1 core, a speedup of at most 1) do not depend on how much work it is given.
 OPPOSITE_CHUNKS_PER_WORKER = 2
 MAX_ROUNDS = pick(quick=8, full=20)  # the bound on sampling while an interval straddles its threshold
+
+# High concurrency: N processes each blocked for L at once.
+WAITERS = pick(quick=32, full=128)  # N
+BLOCK_S = 0.03  # L: long beside waking N processes (tens of µs each)
+# The opposite world's L': its N waits in turn add up (N x L'), so it is short, yet many times a
+# process's wake-up and lock hand-off, so that wall / L' still counts waits.
+OPPOSITE_BLOCK_S = 0.002
+# wall / L. Overlapping waits predict about 1 (plus waking N processes); waits in turn predict N.
+# Rule: harness.thresholds.about(1), whose upper end is 2 (as TH5's for threads).
+MAX_WALL_OVER_L = about(1.0)[1]
+WAIT_ROUNDS = pick(quick=8, full=20)  # the bound on sampling while an interval straddles its threshold
+WAIT_TIMEOUT_S = 10  # a round whose children stop answering fails instead of hanging
 
 
 def cores_threshold(ideal: int) -> float:
@@ -189,4 +225,156 @@ def test_cpu_bound_processes_run_in_parallel(benchmark, evidence, workers, start
     evidence.figure("speedup_opposite", unit="x", samples=samples["pinned_speedup"])
     if workers > cpus:
         evidence.figure("speedup_over_cpus", stats.median(samples["speedup"]) / cpus, "x")
+    evidence.settle(benchmark)
+
+
+def _waiter(i: int, pairs, turn) -> None:
+    """A child: per round, one blocking recv (b"t": at once with the others; b"q": holding `turn`)."""
+    mine = pairs[i][1]
+    for j, (parent_end, child_end) in enumerate(pairs):  # inherited by fork: keep only this child's end
+        parent_end.close()
+        if j != i:
+            child_end.close()
+    try:
+        mine.sendall(b"h")
+        while (command := mine.recv(1)) in (b"t", b"q"):
+            in_turn = command == b"q"
+            if in_turn and not turn.acquire(timeout=WAIT_TIMEOUT_S):
+                return
+            try:
+                mine.sendall(b"w")  # about to block: the parent writes L from now
+                if mine.recv(1) != b"d":
+                    return
+            finally:
+                if in_turn:
+                    turn.release()
+            mine.sendall(b"k")
+    except OSError:  # the parent closed its end (a failed round): nothing left to wait for
+        return
+
+
+class WaitingProcesses:
+    """N forked children, each on its own socketpair, started and ready before any clock; close() ends them all."""
+
+    def __init__(self, n: int):
+        ctx = multiprocessing.get_context("fork")
+        self.turn = ctx.Lock()
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.procs: list = []
+        self.selector = selectors.SelectSelector()  # a timeout in µs (epoll's is in ms)
+        try:
+            for _ in range(n):
+                self.pairs.append(socket.socketpair())
+            for i in range(n):
+                proc = ctx.Process(target=_waiter, args=(i, self.pairs, self.turn), name=f"pr4-waiter-{i}", daemon=True)
+                proc.start()
+                self.procs.append(proc)
+            for i, (parent_end, child_end) in enumerate(self.pairs):
+                child_end.close()
+                self.selector.register(parent_end, selectors.EVENT_READ, i)
+            deadline = time.perf_counter() + WAIT_TIMEOUT_S
+            for parent_end, _ in self.pairs:
+                parent_end.settimeout(max(0.0, deadline - time.perf_counter()))
+                if parent_end.recv(1) != b"h":
+                    raise ChildProcessError("a waiter did not start")
+                parent_end.settimeout(None)
+        except BaseException:
+            self.close()
+            raise
+
+    def round(self, command: bytes, block_s: float) -> tuple[float, int]:
+        """Every child waits once (b"t" or b"q"), block_s after it said it blocks: (wall s, most blocked at once)."""
+        n = len(self.pairs)
+        due: list[tuple[float, int]] = []  # (when to write, child)
+        blocked = most = finished = 0
+        t0 = time.perf_counter()
+        deadline = t0 + WAIT_TIMEOUT_S
+        for parent_end, _ in self.pairs:
+            parent_end.sendall(command)
+        while finished < n:
+            now = time.perf_counter()
+            while due and due[0][0] <= now:
+                _, i = heapq.heappop(due)
+                self.pairs[i][0].sendall(b"d")
+                blocked -= 1
+            if now > deadline:
+                raise TimeoutError(f"{finished} of {n} waiters finished within {WAIT_TIMEOUT_S} s")
+            wait = min(due[0][0], deadline) - now if due else deadline - now
+            for key, _ in self.selector.select(timeout=max(0.0, wait)):
+                data = key.fileobj.recv(64)
+                if not data:
+                    raise ChildProcessError(f"waiter {key.data} exited (exit code {self.procs[key.data].exitcode})")
+                for byte in data:
+                    if byte == ord("w"):
+                        heapq.heappush(due, (time.perf_counter() + block_s, key.data))
+                        blocked += 1
+                        most = max(most, blocked)
+                    elif byte == ord("k"):
+                        finished += 1
+        return time.perf_counter() - t0, most
+
+    def close(self) -> None:
+        self.selector.close()
+        for parent_end, child_end in self.pairs:
+            try:
+                parent_end.sendall(b"x")
+            except OSError:
+                pass
+            parent_end.close()
+            child_end.close()
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for stop in ("terminate", "kill"):
+            alive = [p for p in self.procs if p.is_alive()]
+            for proc in alive:
+                getattr(proc, stop)()
+            for proc in alive:
+                proc.join(timeout=2)
+        if any(p.is_alive() for p in self.procs):
+            raise ChildProcessError("a waiter outlived SIGKILL")
+
+
+def wait_rounds(waiters: WaitingProcesses) -> list[dict]:
+    """Rounds of both worlds (alternating which goes first) until both wall / L intervals are decided."""
+    def one_round():
+        worlds = [("together", b"t", BLOCK_S), ("in_turn", b"q", OPPOSITE_BLOCK_S)]
+        out = {}
+        for name, command, block_s in (worlds if len(made) % 2 == 0 else worlds[::-1]):
+            wall, most = waiters.round(command, block_s)
+            out[name] = {"wall": wall, "wall_over_L": wall / block_s, "blocked_at_once": most}
+        made.append(None)
+        return out
+
+    def done(rounds):
+        return all(stats.decided([r[w]["wall_over_L"] for r in rounds], "<=", MAX_WALL_OVER_L)
+                   for w in ("together", "in_turn"))
+
+    made: list = []
+    return sample_rounds(one_round, max_rounds=WAIT_ROUNDS, done=done)
+
+
+@pytest.mark.claim("PR4")
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="forks its waiters")
+def test_many_processes_wait_together(benchmark, evidence):
+    benchmark.group = "PR4 N processes each blocked for L"
+    evidence.condition(n=WAITERS, blocker="socket_recv", block_s=BLOCK_S, opposite_block_s=OPPOSITE_BLOCK_S,
+                       start_method="fork")
+    waiters = WaitingProcesses(WAITERS)
+    try:
+        rounds = wait_rounds(waiters)
+    finally:
+        waiters.close()
+    together, in_turn = ([r[w] for r in rounds] for w in ("together", "in_turn"))
+    replay(benchmark, [r["wall"] for r in together])
+    evidence.figure("wall", unit="s", samples=[r["wall"] for r in together])
+    evidence.figure("blocked_at_once", unit="processes", samples=[r["blocked_at_once"] for r in together])
+    evidence.figure("blocked_at_once_opposite", unit="processes", samples=[r["blocked_at_once"] for r in in_turn])
+    in_turn_world = (f"the same {WAITERS} processes each blocked in recv for {OPPOSITE_BLOCK_S * 1000:g} ms while "
+                     "holding one shared multiprocessing.Lock (waits in turn), interleaved rounds")
+    evidence.support("wall_over_L", op="<=", threshold=MAX_WALL_OVER_L, unit="x",
+                     samples=[r["wall_over_L"] for r in together],
+                     why=f"{WAITERS} processes blocked in recv at once: their waits of L overlap "
+                     f"(in turn they would take {WAITERS}x)",
+                     opposite=Opposite(in_turn_world, samples=[r["wall_over_L"] for r in in_turn]))
     evidence.settle(benchmark)
