@@ -243,9 +243,17 @@ def pytest_terminal_summary(terminalreporter, config):
         for part in parts:
             for check in part["checks"]:
                 if check["passed"] is None:
-                    lo, hi = check["interval"]
-                    terminalreporter.write_line(
-                        f"      undecided: {part['part']}: {check['name']} interval {lo:.4g}-{hi:.4g} "
-                        f"straddles {check['op']} {check['threshold']} (n={check['n']})")
+                    terminalreporter.write_line(f"      undecided: {part['part']}: {undecided_why(check)}")
         for skip in missing:
             terminalreporter.write_line(f"      not measured: {skip['part']}: {skip['reason']}")
+
+
+def undecided_why(check: dict) -> str:
+    """Why a check is open: its own interval straddles the threshold, or its opposite world's does."""
+    other = check.get("opposite") or {}
+    if other.get("passed", True) is None and other.get("interval"):
+        lo, hi = other["interval"]
+        return (f"{check['name']}: its opposite world ({other['label']}) interval {lo:.4g}-{hi:.4g} straddles "
+                f"{check['op']} {check['threshold']} (n={other['n']})")
+    lo, hi = check["interval"] or (check["value"], check["value"])
+    return f"{check['name']} interval {lo:.4g}-{hi:.4g} straddles {check['op']} {check['threshold']} (n={check['n']})"

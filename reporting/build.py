@@ -148,11 +148,13 @@ def readme_text(readme: Path, views, cols, out: Path) -> str:
 
 def units_block(views, cols, links: pages.Links, out_link: str) -> str:
     """The README's comparison: the first environment's units table, values only, each linked to its evidence."""
-    column = cols[0]
+    # the environment whose runs fill the most cells (the first of those): interpreters need 3.12+
+    column = max(cols, key=lambda c: sum(cell.source is not None for _, cells in units.table(views, c)
+                                         for cell in cells))
     table = units.readme_table(units.table(views, column), pages.md_table, links.claim)
-    others = ", ".join(f"[{runs.heading(c, cols)}]({out_link}units/{c.anchor}.md)" for c in cols)
-    return (f"On {runs.heading(column, cols)}; each cell links to the claim whose run measured it. Intervals, "
-            f"what each cell is, why one reads n/m, and every environment: {others}.\n\n{table}\n")
+    others = ", ".join(f"[{pages.compact_heading(c, cols)}]({out_link}units/{c.anchor}.md)" for c in cols)
+    return (f"On {runs.heading(column, cols)}; each cell links to the claim whose run measured it.\n"
+            f"With intervals and the reason for each n/m, per environment: {others}.\n\n{table}\n")
 
 
 def write(report: Report, out: Path) -> list[Path]:

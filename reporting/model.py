@@ -238,10 +238,11 @@ def discrimination(check: dict, claim=None) -> str:
 
 def failable_checks(cell_: Cell, claim=None) -> list[tuple[str, dict, str]]:
     """(part label, check, discrimination) for the cell's deciding checks (the catalogue's
-    `deciding`) and any other check measured beside an opposite world, not-measured parts included."""
+    `deciding`, support checks: a caveat check of the same name qualifies, it does not decide)
+    and any other check measured beside an opposite world, not-measured parts included."""
     deciding = set(claim.deciding) if claim is not None else set()
     rows = [(cell_.part_label(p), ch, discrimination(ch, claim)) for p, ch in cell_.checks()
-            if claim is None or ch["name"] in deciding or ch.get("opposite")]
+            if claim is None or (ch["name"] in deciding and ch["role"] == "support") or ch.get("opposite")]
     for m in cell_.missing:
         for ch in (m.get("evidence") or {}).get("checks") or []:
             if ch.get("opposite") and ch["opposite"]["passed"] is not None:
@@ -251,14 +252,19 @@ def failable_checks(cell_: Cell, claim=None) -> list[tuple[str, dict, str]]:
 
 def failability(view: ClaimView) -> str:
     """For the index: of a claim's deciding checks, over every environment, how many discriminated,
-    and how many rest on a check that could not be falsified here."""
+    and which the verdict rests on because no opposite world can be built for them here."""
     claim = view.claim
-    checks = [(ch, d) for c in view.cells for _, ch, d in failable_checks(c, claim) if ch["name"] in claim.deciding]
+    checks = [(ch, d) for c in view.cells for _, ch, d in failable_checks(c, claim)
+              if ch["name"] in claim.deciding and ch["role"] == "support"]
     if not checks:
         return "no deciding check measured"
-    shown = sum(d == "yes" for _, d in checks)
+    falsifiable = [(ch, d) for ch, d in checks if d != NOT_FALSIFIABLE]
     unfalsifiable = sorted({ch["name"] for ch, d in checks if d == NOT_FALSIFIABLE})
-    text = "every deciding check" if shown == len(checks) else f"{shown} of {len(checks)} deciding checks"
+    shown = sum(d == "yes" for _, d in falsifiable)
+    parts = []
+    if falsifiable:
+        parts.append("every deciding check" if shown == len(falsifiable)
+                     else f"{shown} of {len(falsifiable)} deciding checks")
     if unfalsifiable:
-        text += f"; rests on {', '.join(unfalsifiable)}, which cannot be falsified here"
-    return text
+        parts.append(f"rests on {', '.join(unfalsifiable)}: no opposite world can be built here")
+    return "; ".join(parts)

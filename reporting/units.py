@@ -95,6 +95,7 @@ NOT_APPLICABLE = {
     **{(f"process ({m})", "a shared counter needs a lock"): "processes share no memory by default"
        for m in START_METHODS},
     ("coroutine", "cores, 2 units of pure-Python work"): "coroutines of one loop run on its one thread",
+    ("interpreter", "a shared counter needs a lock"): "interpreters share no Python objects (PEP 684)",
 }
 
 

@@ -79,3 +79,13 @@ def test_a_free_threaded_run_whose_gil_came_back_is_labelled_so():
     assert "re-enabled" in environment.label(env) and "reenabled" in environment.slug(env)
     assert environment.traits(env) == set()
     assert environment.traits({**env, "gil": "off"}) == {"no_gil"}
+
+
+def test_an_undecided_check_says_whether_its_own_interval_or_its_opposite_worlds_straddles():
+    from harness.plugin import undecided_why
+
+    own = {"name": "x", "op": "<=", "threshold": 1.5, "interval": [1.2, 1.9], "n": 12, "value": 1.4, "opposite": None}
+    assert "x interval 1.2-1.9 straddles <= 1.5 (n=12)" in undecided_why(own)
+    theirs = dict(own, interval=[0.1, 0.2], opposite={"label": "a poller", "passed": None, "interval": [0.05, 1.0],
+                                                      "n": 12, "value": 0.9})
+    assert "opposite world (a poller) interval 0.05-1 straddles" in undecided_why(theirs)

@@ -87,7 +87,7 @@ def test_every_deciding_check_of_the_reference_runs_has_an_opposite_world_or_a_r
             if claim is None:
                 continue
             for check in info.get("checks", []):
-                if check["name"] not in claim.deciding:
+                if check["name"] not in claim.deciding or check["role"] != "support":
                     continue
                 seen.setdefault(claim.id, set()).add(check["name"])
                 if not check.get("opposite") and check["name"] not in claim.unfalsified:
