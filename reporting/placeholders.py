@@ -61,13 +61,19 @@ def _cells(view, trait: str | None) -> list:
     return [c for c in view.cells if ("no_gil" in envkey.traits(c.column.env)) == (trait == "no_gil")]
 
 
-def _parts(view, part: str | None, trait: str | None) -> list:
-    return [p for c in _cells(view, trait) for p in c.parts if part is None or part in p.name]
+def _parts(view, part: str | None, trait: str | None) -> list[dict]:
+    """The records of the parts that match: settled ones, and not-measured ones with the figures
+    they measured before they stopped (a part not discriminating here still measured both worlds)."""
+    found = []
+    for c in _cells(view, trait):
+        infos = [p.info for p in c.parts] + [m["evidence"] for m in c.missing if m.get("evidence")]
+        found += [i for i in infos if part is None or part in i.get("part", "")]
+    return found
 
 
 def _figures(view, arg: str) -> list[dict]:
     name, part, trait = _split(arg)
-    return [p.info["figures"][name] for p in _parts(view, part, trait) if name in p.info.get("figures", {})]
+    return [p["figures"][name] for p in _parts(view, part, trait) if name in (p.get("figures") or {})]
 
 
 def _number(value) -> bool:
@@ -98,13 +104,13 @@ def _fill(kind: str, arg: str, view) -> str:
     if kind == "threshold":
         name, part, trait = _split(arg)
         found = sorted({fmt(c["threshold"], c.get("unit", "")) for p in _parts(view, part, trait)
-                        for c in p.info.get("checks", []) if c["name"] == name})
+                        for c in p.get("checks") or [] if c["name"] == name})
         return " and ".join(found) if found else MISSING
     if kind == "setting":
         name, part, trait = _split(arg)
         found = []
         for p in _parts(view, part, trait):
-            value = (p.info.get("settings") or {}).get(name)
+            value = (p.get("settings") or {}).get(name)
             if value is not None and fmt(value) not in found:
                 found.append(fmt(value))
         return ", ".join(found) if found else MISSING
