@@ -216,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarize", action="store_true", help="only rebuild the tables from --out")
     parser.add_argument("pytest_args", nargs="*", help="after --, passed to pytest (e.g. -- -k CO1)")
     args = parser.parse_args(argv)
+    # A stop from outside (SIGTERM, SIGHUP: a killed make, a closed terminal) unwinds through
+    # run_once's finally, so the busy processes of a loaded run never outlive this one.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     failed = 0
     if not args.summarize:
         for _ in range(args.runs):
