@@ -212,6 +212,13 @@ def test_cpu_bound_processes_run_in_parallel(benchmark, evidence, workers, start
         evidence.figure(name, unit="s", samples=samples[name])
     for name in ("steal_cores", "side_by_side_cpu_cost"):
         evidence.figure(name, unit="cores" if name.endswith("cores") else "x", samples=samples[name])
+    # Both worlds' figures before the control, so a part without room still shows what its workers did.
+    evidence.figure("worker_cores", unit="cores", samples=samples["worker_cores"])
+    evidence.figure("worker_cores_opposite", unit="cores", samples=samples["pinned_worker_cores"])
+    # The speedup is a figure: this VM's vCPUs change speed from round to round (one share took 28 or
+    # 45 ms), which the wall-clock ratio carries and CPU accounting does not, so it cannot decide here.
+    evidence.figure("speedup", unit="x", samples=samples["speedup"])
+    evidence.figure("speedup_opposite", unit="x", samples=samples["pinned_speedup"])
     evidence.control("room_cores", op=">=", threshold=cores, unit="cores", samples=samples["room_cores"],
                      why="other jobs kept the CPUs busy (room: worker cores + idle CPU), so parallelism could not show")
     pinned = (f"a second pool of {workers} workers, all pinned to one CPU (sched_setaffinity), "
@@ -219,10 +226,6 @@ def test_cpu_bound_processes_run_in_parallel(benchmark, evidence, workers, start
     evidence.support("worker_cores", op=">=", threshold=cores, unit="cores", samples=samples["worker_cores"],
                      why=f"{workers} workers on {cpus} CPUs keep that many busy at once, not one after another",
                      opposite=Opposite(pinned, samples=samples["pinned_worker_cores"]))
-    # The speedup is a figure: this VM's vCPUs change speed from round to round (one share took 28 or
-    # 45 ms), which the wall-clock ratio carries and CPU accounting does not, so it cannot decide here.
-    evidence.figure("speedup", unit="x", samples=samples["speedup"])
-    evidence.figure("speedup_opposite", unit="x", samples=samples["pinned_speedup"])
     if workers > cpus:
         evidence.figure("speedup_over_cpus", stats.median(samples["speedup"]) / cpus, "x")
     evidence.settle(benchmark)

@@ -174,12 +174,19 @@ def scaling(fn, shares, threshold: float, op: str, opposite: bool = False) -> di
     return {k: [r[k] for r in rounds] for k in rounds[0]}
 
 
-def record(benchmark, evidence, samples, threshold) -> None:
-    """Figures of every round; not measured here when the processes found no room for parallelism."""
+def record(benchmark, evidence, samples, threshold, opposites: dict[str, str] | None = None) -> None:
+    """Figures of every round; not measured here when the processes found no room for parallelism.
+
+    The threads' figures (and, given `opposites`, their opposite world's) are recorded before the
+    control, so a part without room still shows what its threads did."""
     replay(benchmark, samples["thread_wall"])
     for name in ("sequential_wall", "thread_wall", "process_wall"):
         evidence.figure(name, unit="s", samples=samples[name])
     evidence.figure("process_speedup", unit="x", samples=samples["process_speedup"])
+    for name, unit in (("thread_cores", "cores"), ("thread_speedup", "x")):
+        evidence.figure(name, unit=unit, samples=samples[name])
+        if opposites and opposites[name] in samples:
+            evidence.figure(f"{name}_opposite", unit=unit, samples=samples[opposites[name]])
     evidence.control("process_cores", op=">=", threshold=threshold, unit="cores", samples=samples["process_cores"],
                      why="other jobs left no CPU free, so threads could not have shown parallelism either")
 
@@ -203,8 +210,8 @@ def test_cpu_bound_threads_do_not_scale(benchmark, evidence, workers):
     threshold = halfway(min(workers, cpus_available()))
     evidence.condition(workers=workers, start_method=START_METHOD, work_units=WORK_UNITS)
     samples = scaling(spin, split(WORK_UNITS, workers), threshold, "<=", opposite=True)
-    record(benchmark, evidence, samples, threshold)
     keys, label = opposite_keys(), opposite_label(workers)
+    record(benchmark, evidence, samples, threshold, keys)
     evidence.condition(opposite_world=label)
     evidence.support("thread_cores", op="<=", threshold=threshold, unit="cores", samples=samples["thread_cores"],
                      why="threads take turns on one core while processes kept more busy in the same rounds",
