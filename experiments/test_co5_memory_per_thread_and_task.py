@@ -55,8 +55,6 @@ from __future__ import annotations
 
 import os
 import resource
-import subprocess
-import sys
 
 import psutil
 import pytest
@@ -66,7 +64,7 @@ from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
 from harness.stats import sample_rounds
-from harness.subproc import ROOT, Outcome, child_env, kill_group, run_module
+from harness.subproc import run_module
 from harness.timing import replay
 
 MAX_MEMORY_ROUNDS = pick(quick=8, full=12)  # ... and the most, when an interval straddles
@@ -124,44 +122,12 @@ def probe(unit: str, n: int, env: dict | None = None) -> dict:
                                env=env).result())
 
 
-# The stack opposite world's child: memory_probe's own start_threads, run twice in one interpreter, at
-# each thread stack size given (0: the default), in that order. Arguments: N BUDGET_S SIZE...
-_TWO_STACKS_CHILD = """
-import os, resource, sys, threading
-from harness.children import emit
-from harness.children.memory_probe import start_threads
-n, budget, runs = int(sys.argv[1]), float(sys.argv[2]), {}
-for size in map(int, sys.argv[3:]):
-    threading.stack_size(size)
-    base, after, started, seconds, error = start_threads(n, budget)
-    runs[size] = {"started": started, "seconds": seconds, "error": error, "base": base, "after": after,
-                  "stack_rlimit": resource.getrlimit(resource.RLIMIT_STACK)[0],
-                  "stack_size": threading.stack_size(), "online_cpus": os.cpu_count()}
-emit({str(size): out for size, out in runs.items()})
-os._exit(0)
-"""
-
-
-def run_code(code: str, *args, timeout: float, env: dict | None = None) -> Outcome:
-    """``python -c code args...`` as harness.subproc.run_module runs a module: own group, killed on exit."""
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code, *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(env), cwd=ROOT,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc.pid)
-        out, err = proc.communicate()
-        raise TimeoutError(f"the two-stack child exceeded {timeout} s and was killed; stderr:\n{err[-2000:]}") from None
-    finally:
-        kill_group(proc.pid)
-    return Outcome(proc.returncode, out, err)
-
-
 def probe_two_stacks(n: int, small_first: bool) -> dict[str, dict]:
-    """n threads at the default stack size and n at SMALL_STACK, in one MALLOC_ARENA_MAX=1 child."""
+    """n threads at the default stack size and n at SMALL_STACK, in one MALLOC_ARENA_MAX=1 child
+    (harness.children.two_stacks)."""
     sizes = (SMALL_STACK, 0) if small_first else (0, SMALL_STACK)
-    runs = run_code(_TWO_STACKS_CHILD, n, START_BUDGET_S, *sizes, timeout=CHILD_TIMEOUT_S, env=ONE_ARENA).result()
+    runs = run_module("harness.children.two_stacks", n, START_BUDGET_S, *sizes, timeout=CHILD_TIMEOUT_S,
+                      env=ONE_ARENA).result()
     return {"one_arena": per_unit(runs["0"]), "small_stack": per_unit(runs[str(SMALL_STACK)])}
 
 

@@ -21,8 +21,8 @@ descriptors, epoll against poll, by the same check and threshold (harness.eviden
 A scan that did not grow, or a ready list that did, lands both worlds on one side of the
 threshold and the part is not discriminating here. Sampling stops once both intervals are
 decided. Each world's timed pair of batches follows one untimed pair, so that neither pays
-for the caches the other's waits evicted: without it, epoll's first batch of 8 waits after a
-poll of 4,000 sockets ran cold, and its growth read about 1.9x instead of 1.0x.
+for the caches the other's waits evicted: without it, epoll's first batch of waits after a
+poll of every socket ran cold, and its growth read as if it scanned too.
 
 The per-descriptor cost (a figure, ns) is (cost(N) - cost(BASELINE_N)) / (N - BASELINE_N)
 within each round, from batched back-to-back waits: the batch keeps perf_counter's own

@@ -44,8 +44,9 @@ differ only in how workers start, outside the clock; the full run sweeps them. T
 (sequential wall / pool wall) is a figure, not a check: judged against 1 it sat on the negation's
 own prediction (processes taking turns finish about when the sequential run does), so the pinned
 opposite world straddled it; judged against the midpoint of 1 and min(k, CPUs) the claim's own
-interval straddled that, because this VM's vCPUs change speed from round to round (one share took
-28 or 45 ms) and a wall-clock ratio carries that. CPU accounting (worker cores) does not.
+interval straddled that, because a VM's vCPUs can change speed from round to round (the same
+share of work taking one of two quite different times) and a wall-clock ratio carries that. CPU
+accounting (worker cores) does not.
 
 High concurrency (test_many_processes_wait_together): N forked processes (WAITERS), started and
 ready before any clock, each make one blocking wait per round: a recv on its own socketpair,
@@ -215,8 +216,8 @@ def test_cpu_bound_processes_run_in_parallel(benchmark, evidence, workers, start
     # Both worlds' figures before the control, so a part without room still shows what its workers did.
     evidence.figure("worker_cores", unit="cores", samples=samples["worker_cores"])
     evidence.figure("worker_cores_opposite", unit="cores", samples=samples["pinned_worker_cores"])
-    # The speedup is a figure: this VM's vCPUs change speed from round to round (one share took 28 or
-    # 45 ms), which the wall-clock ratio carries and CPU accounting does not, so it cannot decide here.
+    # The speedup is a figure: a VM's vCPUs can change speed from round to round, which the wall-clock
+    # ratio carries and CPU accounting does not, so it cannot decide here (see the docstring).
     evidence.figure("speedup", unit="x", samples=samples["speedup"])
     evidence.figure("speedup_opposite", unit="x", samples=samples["pinned_speedup"])
     evidence.control("room_cores", op=">=", threshold=cores, unit="cores", samples=samples["room_cores"],

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.children.crash_supervisor import host_with_crashing_child
 from harness.children.crash_threads import BEAT, CRASH
 from harness.evidence import Opposite
 from harness.scale import pick
@@ -51,16 +52,6 @@ THREAD_CRASHES = {"segfault": "SIGSEGV", "abort": "SIGABRT"}
 # Runs of the opposite world. It decides counts only (one surviving host, one report), which a single
 # run already shows: the quick run spends one.
 OPPOSITE_ROUNDS = pick(quick=1, full=ROUNDS)
-OPPOSITE_OBSERVE_S = 0.0  # how long the host watches its sibling after the crash: TH2 reads only the host itself
-
-
-def host_with_crashing_child(kind: str) -> dict:
-    """The opposite world: a fresh host interpreter whose child process crashes; what the host did."""
-    outcome = run_module("harness.children.crash_supervisor", kind, 1, CRASH_AFTER_S, OPPOSITE_OBSERVE_S,
-                         HEARTBEAT_S, timeout=CHILD_TIMEOUT_S)
-    reported = any(line.startswith(RESULT_PREFIX) for line in outcome.stdout.splitlines())
-    return {"status": outcome.signal_name or f"exit {outcome.returncode}", "killed": outcome.returncode < 0,
-            "main_reported": reported, "child_status": outcome.result()[0]["victim"] if reported else "unknown"}
 
 
 def run_rounds(benchmark, kind: str, opposite: list | None = None) -> list[dict]:
@@ -73,7 +64,7 @@ def run_rounds(benchmark, kind: str, opposite: list | None = None) -> list[dict]
 
     def setup():
         if opposite is not None and len(opposite) < OPPOSITE_ROUNDS:
-            opposite.append(host_with_crashing_child(kind))
+            opposite.append(host_with_crashing_child(kind, CRASH_AFTER_S, HEARTBEAT_S, CHILD_TIMEOUT_S))
 
     benchmark.pedantic(
         lambda: outcomes.append(run_module("harness.children.crash_threads", kind, CRASH_AFTER_S, HEARTBEAT_S,

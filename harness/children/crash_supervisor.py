@@ -51,5 +51,17 @@ def main(kind: str, rounds: int, crash_after_s: float, observe_s: float, beat_s:
     emit([one_round(ctx, kind, crash_after_s, observe_s, beat_s) for _ in range(rounds)])
 
 
+def host_with_crashing_child(kind: str, crash_after_s: float, beat_s: float, timeout: float) -> dict:
+    """From the caller's side: one round of this program in a fresh host, read for what the host did
+    (its exit status, whether it reported) and how its child ended. TH2's and IN2's opposite world:
+    the same crash, made by a child process of the host instead of a unit inside it."""
+    from harness.subproc import RESULT_PREFIX, run_module  # caller-side only
+
+    outcome = run_module("harness.children.crash_supervisor", kind, 1, crash_after_s, 0.0, beat_s, timeout=timeout)
+    reported = any(line.startswith(RESULT_PREFIX) for line in outcome.stdout.splitlines())
+    return {"status": outcome.signal_name or f"exit {outcome.returncode}", "killed": outcome.returncode < 0,
+            "main_reported": reported, "child_status": outcome.result()[0]["victim"] if reported else "unknown"}
+
+
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:6]))
