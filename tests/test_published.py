@@ -51,15 +51,21 @@ def test_the_readme_blocks_link_only_to_files_that_exist_and_stay_small(name):
     assert not missing, f"README links to files that do not exist: {missing}"
 
 
+def current_runs() -> list[tuple[Path, dict]]:
+    """(path, data) of the reference runs in the current format; skips the test when there is none."""
+    from harness import record
+
+    found = [(p, data) for p in RUNS if record.format_of(data := json.loads(p.read_text())) == record.SUITE_FORMAT]
+    if not found:
+        pytest.skip("no reference run of the current format yet")
+    return found
+
+
 @pytest.mark.skipif(not RUNS, reason="no reference runs under results/")
 def test_every_time_figure_of_a_current_run_is_recorded_in_seconds():
     from harness import record
 
-    current = [p for p in RUNS if record.format_of(json.loads(p.read_text())) == record.SUITE_FORMAT]
-    if not current:
-        pytest.skip("no reference run of the current format yet")
-    for path in current:
-        data = json.loads(path.read_text())
+    for path, data in current_runs():
         units = [f["unit"] for b in data["benchmarks"] for f in (b.get("extra_info") or {}).get("figures", {}).values()]
         units += [c["unit"] for b in data["benchmarks"] for c in (b.get("extra_info") or {}).get("checks", [])]
         for unit in units:
@@ -72,15 +78,12 @@ def test_every_deciding_check_of_the_reference_runs_has_an_opposite_world_or_a_r
     """Each check the catalogue names as deciding was measured beside an opposite world in every
     reference run that recorded it, or the catalogue says why no opposite world can be built; and
     every deciding check is recorded by some run (a rename on either side would hide it)."""
-    from harness import catalogue, record
+    from harness import catalogue
 
     claims = catalogue.load()
     seen: dict[str, set[str]] = {}
     missing = []
-    for path in RUNS:
-        data = json.loads(path.read_text())
-        if record.format_of(data) != record.SUITE_FORMAT:
-            continue
+    for path, data in current_runs():
         for bench in data["benchmarks"]:
             info = bench.get("extra_info") or {}
             claim = claims.get(info.get("claim"))
@@ -100,13 +103,10 @@ def test_every_deciding_check_of_the_reference_runs_has_an_opposite_world_or_a_r
 
 @pytest.mark.skipif(not RUNS, reason="no reference runs under results/")
 def test_every_placeholder_in_the_catalogue_is_filled_from_the_reference_runs():
-    from harness import catalogue, record
+    from harness import catalogue
     from reporting import model, placeholders, runs
 
-    current = [p for p in RUNS if record.format_of(json.loads(p.read_text())) == record.SUITE_FORMAT]
-    if not current:
-        pytest.skip("no reference run of the current format yet")
-    loaded = runs.load_runs(current, None)
+    loaded = runs.load_runs([path for path, _ in current_runs()], None)
     views = model.views(catalogue.load(), runs.columns(loaded))
     empty = [f"{v.id}.{field}: {p}" for v in views for field, text in placeholders.texts(v.claim)
              for p in placeholders.unresolved(text, v)]
