@@ -612,7 +612,8 @@ def test_a_checks_opposite_world_is_validated_and_shown_beside_it(write_run, tmp
 
 def test_a_check_without_an_opposite_world_says_so_and_the_index_counts_it(write_run, tmp_path):
     other = {"label": "processes", "value": 1.9, "interval": [1.8, 1.95], "n": 6, "passed": False}
-    write_run("0001.json", [bench(checks=[check(opposite=other), check(name="thread_speedup", value=1.0)])])
+    write_run("0001.json", [bench(name="test_a[2]", checks=[check(opposite=other)]),
+                            bench(name="test_b[2]", checks=[check(value=1.0)])])
     status, out = build_report(tmp_path)
     assert status == 0
     page = (out / "claims" / "TH4.md").read_text()
