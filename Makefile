@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make reproduce` (run every experiment, build the report)
 # and `make test` (ruff, the project's own tests, then the experiments). Both create .venv first.
 # More: `make free-threaded` (a free-threaded CPython and its GIL twin), `make matrix` (the quick
-# suite on every interpreter, one report), `make stability RUNS=n LOAD=k`, `make lint`.
+# suite on every interpreter, one report), `make scaling` (full-scale scaling curves on every interpreter),
+# `make stability RUNS=n LOAD=k`, `make lint`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ export BENCH_LOCK ?= /tmp/bench.lock
 LOCKED := $(if $(shell command -v flock),flock $(BENCH_LOCK))
 REQUIREMENTS := requirements.txt requirements-optional.txt requirements-dev.txt $(wildcard requirements-report.txt)
 
-.PHONY: venv test lint reproduce report publish free-threaded matrix stability clean
+.PHONY: venv test lint reproduce report publish free-threaded matrix scaling stability clean
 
 venv: $(VENV)/.installed
 
@@ -60,6 +61,13 @@ free-threaded: venv
 # each into results/<environment>/, then one report over all of them.
 matrix: venv
 	$(LOCKED) $(PY) -m nox -- $(PYTEST_ARGS); status=$$?; \
+	$(PY) report.py && exit $$status
+
+# The scaling curves: the experiments marked `scaling` at full scale (k = 2, 4, ... up to the CPUs and one
+# oversubscribed point) once per interpreter, each into results/full-scale/<environment>/, then the report
+# (results/scaling.md). Full-scale columns never replace the quick verdicts.
+scaling: venv
+	$(LOCKED) $(PY) -m nox -- --scale=full -m scaling $(PYTEST_ARGS); status=$$?; \
 	$(PY) report.py && exit $$status
 
 # The quick suite RUNS times with LOAD busy processes beside it, into build/stability/; then

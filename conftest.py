@@ -28,6 +28,10 @@ def pytest_configure(config):
     # pytest-benchmark names its storage folder by machine id (3.13 and 3.13t share one) and
     # offers no hook for it, so each environment gets a folder of its own under the storage
     # given (results/ by default). pytest-benchmark reads the option after this hook.
+    # A full-scale run goes one folder further down (FULL_SCALE_FOLDER), so that a scaling run sits
+    # apart from the quick runs whose verdicts the report publishes, and never replaces one.
     storage = getattr(config.option, "benchmark_storage", None)
-    if storage and not storage.rstrip("/").endswith(environment.slug(environment.key())):
-        config.option.benchmark_storage = f"{storage.rstrip('/')}/{environment.slug(environment.key())}"
+    slug = environment.slug(environment.key())
+    if storage and not storage.rstrip("/").endswith(slug):
+        below = f"{scale.FULL_SCALE_FOLDER}/" if scale.current() == "full" else ""
+        config.option.benchmark_storage = f"{storage.rstrip('/')}/{below}{slug}"

@@ -56,13 +56,14 @@ import pytest
 from harness import interpreters
 from harness.environment import cpus_available
 from harness.evidence import Opposite
-from harness.scale import pick
+from harness.scale import parallel_counts, pick
 from harness.skips import needs_two_cpus
 from harness.subproc import run_module
 from harness.thresholds import CHEAPER_THAN
 from harness.timing import replay
 
-INTERPRETERS = pick(quick=(2,), full=(2, 4))
+# At full scale a scaling curve: 2, 4, ... up to the CPUs, and one oversubscribed point (make scaling).
+INTERPRETERS = pick(quick=(2,), full=parallel_counts(cpus_available()))
 # spin() iterations per share: a few milliseconds. The interpreters' run (SHARES_PER_INTERPRETER shares each)
 # then lasts long enough that a CPU waking late from idle (milliseconds on a virtual machine) costs it
 # little of its cores.
@@ -110,6 +111,7 @@ def opposite_label(k: int, gil: bool) -> str:
 
 
 @pytest.mark.claim("IN1")
+@pytest.mark.scaling
 @needs_two_cpus
 @pytest.mark.parametrize("k", INTERPRETERS, ids=lambda k: f"{k}-interpreters")
 def test_interpreters_run_cpu_bound_python_in_parallel(benchmark, evidence, k):

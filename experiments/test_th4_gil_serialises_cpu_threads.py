@@ -54,13 +54,14 @@ from harness.environment import cpus_available, gil_enabled
 from harness.evidence import Opposite
 from harness.measure import measure
 from harness.parked import ParkedThreads
-from harness.scale import pick
+from harness.scale import parallel_counts, pick
 from harness.skips import needs_two_cpus
 from harness.stats import sample_rounds
 from harness.timing import replay
 from harness.workloads import spin, split
 
-WORKERS = pick(quick=(2,), full=(2, 4))
+# At full scale a scaling curve: 2, 4, ... up to the CPUs, and one oversubscribed point (make scaling).
+WORKERS = pick(quick=(2,), full=parallel_counts(cpus_available()))
 WORK_UNITS = pick(quick=1_500_000, full=8_000_000)  # spin() iterations per run, all workers together
 MAX_ROUNDS = pick(quick=12, full=30)  # the bound on sampling while an interval straddles its threshold
 HASH_BUFFER_BYTES = pick(quick=64 << 20, full=128 << 20)  # long enough to dwarf the threads' start (a few ms)
@@ -111,8 +112,9 @@ def threads_run(fn, shares, pin_to: int | None = None):
 def one_round(pool, fn, shares, reverse: bool, pin_to: int | None) -> dict:
     """Sequential, then k parked threads and k processes on the same shares (in reverse order if `reverse`);
     with `pin_to`, among them the opposite world of a free-threaded build: the k threads pinned to that CPU."""
-    sequential = measure(lambda: [fn(s) for s in shares]).wall
-    out = {"sequential_wall": sequential}
+    one = measure(lambda: [fn(s) for s in shares])
+    sequential = one.wall
+    out = {"sequential_wall": sequential, "sequential_cores": one.cores}
     worlds = ["threads", "processes"] + (["pinned"] if pin_to is not None else [])
     for world in reversed(worlds) if reverse else worlds:
         if world == "threads":
@@ -183,6 +185,7 @@ def record(benchmark, evidence, samples, threshold, opposites: dict[str, str] | 
     for name in ("sequential_wall", "thread_wall", "process_wall"):
         evidence.figure(name, unit="s", samples=samples[name])
     evidence.figure("process_speedup", unit="x", samples=samples["process_speedup"])
+    evidence.figure("sequential_cores", unit="cores", samples=samples["sequential_cores"])  # a scaling curve's k = 1
     for name, unit in (("thread_cores", "cores"), ("thread_speedup", "x")):
         evidence.figure(name, unit=unit, samples=samples[name])
         if opposites and opposites[name] in samples:
@@ -203,6 +206,7 @@ def speedup_check(evidence, role, samples, op, threshold, why, opposite: Opposit
 
 
 @pytest.mark.claim("TH4")
+@pytest.mark.scaling
 @needs_two_cpus
 @pytest.mark.parametrize("workers", WORKERS, ids=lambda k: f"{k}-workers")
 def test_cpu_bound_threads_do_not_scale(benchmark, evidence, workers):

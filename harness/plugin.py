@@ -22,7 +22,7 @@ import time
 import psutil
 import pytest
 
-from harness import aio, catalogue, environment, optional, probes, record
+from harness import aio, catalogue, environment, optional, probes, record, scale
 from harness.evidence import Evidence, module_settings
 
 CLAIMS = catalogue.load()
@@ -177,6 +177,7 @@ def claim_states(config) -> dict[str, tuple[str, list[dict], list[dict]]]:
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Every run's JSON carries its format, its environment key and the parts it could not measure."""
     output_json["suite_format"] = record.SUITE_FORMAT
+    output_json["scale"] = scale.current()  # a full-scale run is its own column (reporting/runs.py)
     output_json["environment"] = environment.key(gil_enabled_at_end=environment.gil_enabled())
     output_json["not_measured"] = run_records(config)[1]
     output_json["claims_selected"] = config.stash.get(_SELECTED, [])

@@ -11,7 +11,9 @@ SUITE_FORMAT. Readers never guess a format from which keys are present:
 
 - format 1: the runs published before the version was stated. A file with an ``environment``
   key and no ``suite_format`` is format 1; its checks carry no ``opposite``.
-- format 2: the same fields, with ``suite_format`` stated and each check's ``opposite``.
+- format 2: the same fields, with ``suite_format`` stated and each check's ``opposite``; runs
+  made since the scaling curves also carry a top-level ``scale`` ("quick" or "full"). A run
+  without it reads the scale from its parts' settings, and is quick when none says.
 
 A file with neither is older than the environment key and is ignored by the report (with a
 warning); a file that names a format this code does not know is refused.

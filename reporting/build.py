@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import catalogue
-from reporting import model, pages, plots, publish, runs, tables, units
+from reporting import model, pages, plots, publish, runs, scaling, tables, units
 from reporting.schema import InputError
 
 README_BEGIN, README_END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
 UNITS_BEGIN, UNITS_END = "<!-- units:begin -->", "<!-- units:end -->"
-PLOT_FILE = re.compile(r"^[A-Z]+[0-9]+-\d+-[a-z0-9-]+\.png$")
+PLOT_FILE = re.compile(r"^([A-Z]+[0-9]+-\d+-[a-z0-9-]+|scaling-env-[a-z0-9-]+)\.png$")  # claims' plots, scaling curves
 UNIT_PAGE = re.compile(r"^env-[a-z0-9-]+\.md$")  # results/units/: one page per environment
 OLD_PLOT = re.compile(r"^[A-Z]+[0-9]+-.*\.png$")  # plots/ of the report before the site existed
 LEGEND = ("Verdicts: holds, holds-with-caveat, refuted (decided by measured support checks); undecided (an "
@@ -27,6 +27,7 @@ class Report:
     runs: list[runs.Run]
     files: dict[Path, bytes | str] = field(default_factory=dict)
     readme: tuple[Path, str] | None = None
+    scalings: list[scaling.Scaling] = field(default_factory=list)  # from the full-scale columns
 
 
 def select(all_runs: list[runs.Run], exclude_stale: bool) -> list[runs.Run]:
@@ -52,9 +53,13 @@ def prepare(paths: list[Path], out: Path, readme: Path | None = None, exclude_st
     runs.check_catalogued(all_runs, claims, ", ".join(map(str, paths)))
     chosen = select(all_runs, exclude_stale)
     runs.check_catalogued(chosen, claims, ", ".join(map(str, paths)))
-    cols = runs.columns(chosen)
+    every = runs.columns(chosen)
+    # The verdicts read the quick columns; full-scale ones (scaling runs) feed the scaling page, and are the
+    # verdict columns only where no quick run exists at all (a `make reproduce SCALE=full` alone).
+    quick = [c for c in every if c.scale == "quick"]
+    cols = quick or every
     views = model.views(claims, cols)
-    report = Report(views, cols, chosen)
+    report = Report(views, cols, chosen, scalings=scaling.all_scalings(claims, [c for c in every if c.scale == "full"]))
     drawn, plot_notes = plots.draw_all(views)
     render(report, out, drawn, plot_notes)
     if readme is not None:
@@ -92,6 +97,7 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
         ctx = pages.claim_context(v, drawn.get(v.id, []), plot_notes.get(v.id, []), several)
         ctx_md = dict(ctx, file_link=pages.file_link(out / "claims", v.claim.file),
                       plot_link=lambda d: f"../site/{d.file}",
+                      scaling_link="../scaling.md" if v.id in scaling.CLAIMS else "",
                       verdict_rows=[[c["label"], c["verdict"], c["expected"], c["commit"] or "—", c["date"] or "—"]
                                     for c in ctx["cells"]])
         files[out / "claims" / f"{v.id}.md"] = md_env.get_template("claim.md.j2").render(ctx_md)
@@ -103,12 +109,29 @@ def render(report: Report, out: Path, drawn: dict, plot_notes: dict) -> None:
     files[out / "figures.csv"] = tables.figures(report.runs, cols, {v.id for v in views}).to_csv(index=False)
     files[out / "comparison.csv"] = tables.comparison(views).to_csv(index=False)
     files[out / "units.csv"] = units.csv(views, cols).to_csv(index=False)
+    render_scaling(report, out, md_env)
     unit_pages = [{"label": runs.heading(col, cols), "file": f"{col.anchor}.md", "col": col} for col in cols]
     for page in unit_pages:
         body = units.page_tables(units.table(views, page["col"]), pages.md_table,
                                  lambda cid, a: f"../claims/{cid}.md#{a}")
         files[out / "units" / page["file"]] = md_env.get_template("units.md.j2").render(
             label=page["label"], table=body, others=[p for p in unit_pages if p is not page])
+
+
+def render_scaling(report: Report, out: Path, md_env) -> None:
+    """scaling.md (a section per full-scale column: plot, table, part verdicts), its plots and scaling.csv."""
+    entries = []
+    for s in report.scalings:
+        png = scaling.draw(s)
+        if png is not None:
+            report.files[out / "site" / s.plot_file] = png
+        entries.append({"label": s.label, "png": png is not None, "plot_file": s.plot_file,
+                        "table": scaling.table(s, pages.md_table), "verdicts": scaling.verdicts(s)})
+    have = {s.column.key.removesuffix("@full") for s in report.scalings}
+    missing = [runs.heading(c, report.cols) for c in report.cols if c.scale == "quick" and c.key not in have]
+    report.files[out / "scaling.md"] = md_env.get_template("scaling.md.j2").render(
+        scalings=entries, missing=missing, claims=scaling.CLAIMS)
+    report.files[out / "scaling.csv"] = scaling.csv(report.scalings).to_csv(index=False)
 
 
 def stale_summary(all_runs: list[runs.Run]) -> str:

@@ -1,6 +1,7 @@
 """Reading runs: files in, validated runs out, grouped into columns that are never merged.
 
-A column is one environment (harness.environment's key) on one machine folder: runs are
+A column is one environment (harness.environment's key) on one machine folder at one scale
+(a full-scale run, saved under full-scale/, is a column of its own): runs are
 grouped by the key recorded in each JSON, never by folder name, and when results from
 several machines are gathered (one folder each), each folder keeps its own columns. Within
 a column, each claim is reported from the newest run that selected it.
@@ -13,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import catalogue, record
+from harness import catalogue, record, scale
 from harness import environment as envkey
 from reporting import schema
 from reporting.schema import InputError
@@ -37,8 +38,17 @@ class Run:
         return envkey.slug(self.env)
 
     @property
+    def scale(self) -> str:
+        """quick or full: the run's own word, else its parts' settings; quick when none says."""
+        if self.data.get("scale") in scale.SCALES:
+            return self.data["scale"]
+        said = {(b.get("extra_info") or {}).get("settings", {}).get("scale") for b in self.benchmarks}
+        return "full" if "full" in said else "quick"
+
+    @property
     def column(self) -> str:
-        return f"{self.origin}/{self.slug}" if self.origin else self.slug
+        key = f"{self.origin}/{self.slug}" if self.origin else self.slug
+        return f"{key}@full" if self.scale == "full" else key
 
     @property
     def datetime(self) -> str:
@@ -70,10 +80,11 @@ class Column:
     env: dict
     origin: str
     runs: list[Run] = field(default_factory=list)  # oldest first
+    scale: str = "quick"  # a full-scale column (a scaling run) never merges with a quick one
 
     @property
     def label(self) -> str:
-        return envkey.label(self.env)
+        return envkey.label(self.env) + (", full scale" if self.scale == "full" else "")
 
     @property
     def anchor(self) -> str:
@@ -181,6 +192,8 @@ def origin_of(path: Path, root: Path, slug: str, several_roots: bool) -> str:
     except ValueError:
         parts = []
     prefix = parts[: parts.index(slug)] if slug in parts else []
+    if prefix and prefix[-1] == scale.FULL_SCALE_FOLDER:  # a full-scale run's folder is not a machine's
+        prefix = prefix[:-1]
     if several_roots:
         prefix = [root.resolve().name, *prefix]
     return "/".join(prefix)
@@ -221,10 +234,10 @@ def columns(runs: list[Run]) -> list[Column]:
     """One column per (machine folder, environment key), in a stable order."""
     found: dict[str, Column] = {}
     for run in runs:
-        col = found.setdefault(run.column, Column(run.column, run.env, run.origin))
+        col = found.setdefault(run.column, Column(run.column, run.env, run.origin, scale=run.scale))
         col.runs.append(run)
-    order = lambda c: (c.origin, c.env["implementation"], _version(c.env["python"]), c.env["free_threaded"],
-                       c.env["gil"], c.key)
+    order = lambda c: (c.scale != "quick", c.origin, c.env["implementation"], _version(c.env["python"]),
+                       c.env["free_threaded"], c.env["gil"], c.key)
     return sorted(found.values(), key=order)
 
 

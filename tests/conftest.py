@@ -59,9 +59,9 @@ def skipped(claim="PR4", part="test_processes_run_in_parallel[2-workers]", reaso
 
 
 def run_json(benchmarks, environment_=None, not_measured=(), selected=None, when="2026-01-01T00:00:00",
-             commit="abc123"):
+             commit="abc123", scale="quick"):
     claims = {b["extra_info"]["claim"] for b in benchmarks} | {m["claim"] for m in not_measured}
-    return {"suite_format": record.SUITE_FORMAT, "machine_info": {"node": "test"},
+    return {"suite_format": record.SUITE_FORMAT, "scale": scale, "machine_info": {"node": "test"},
             "commit_info": {"id": commit, "dirty": False},
             "benchmarks": benchmarks, "datetime": when, "version": "5.3.1",
             "environment": dict(environment_ or ENV), "not_measured": list(not_measured),

@@ -206,7 +206,7 @@ def test_no_table_line_is_over_200_characters_with_six_environments(write_run, t
     block = readme.read_text().split("<!-- verdicts:begin -->")[1].split("<!-- verdicts:end -->")[0]
     assert len(block.encode()) <= pages.README_MAX
     written = sorted(out.rglob("*.md"))
-    assert len(written) == 1 + len(CLAIMS) + len(list((out / "units").glob("*.md")))
+    assert len(written) == 2 + len(CLAIMS) + len(list((out / "units").glob("*.md")))
     index = (out / "REPORT.md").read_text()
     assert "**refuted** ⚠ †" in index or "**refuted ⚠ †**" in index  # the widest cells were there to fit
     for name, text in [("README block", block)] + [(p.name, p.read_text()) for p in written]:
@@ -691,3 +691,41 @@ def test_units_table_reads_each_cell_from_a_claims_run_and_links_to_it(write_run
     cells = pd.read_csv(out / "units.csv", keep_default_na=False)
     row = cells[(cells.unit == "thread") & (cells.axis == "cores, 2 units of pure-Python work")].iloc[0]
     assert row.claim == "TH4" and row.figure == "thread_cores" and float(row.value) == 1.01
+
+
+# --- scaling curves: full-scale runs are columns of their own ---------------------------------------
+def test_a_full_scale_run_draws_scaling_curves_and_never_replaces_the_quick_verdict(write_run, tmp_path):
+    write_run("0001.json", [bench(verdict="holds")], when="2026-01-01T00:00:00")
+    points = []
+    for k, cores in ((2, 1.9), (4, 1.95)):
+        figs = {"thread_cores": figure(cores, "cores", interval=[cores - 0.05, cores + 0.02], n=6),
+                "thread_speedup": figure(1.8, "x", interval=[1.6, 1.9], n=6),
+                "process_cores": figure(1.97, "cores"), "process_speedup": figure(1.9, "x"),
+                "sequential_cores": figure(0.99, "cores")}
+        points.append(bench(name=f"test_cpu_bound_threads_do_not_scale[{k}-workers]", params={"workers": k},
+                            verdict="refuted", checks=[check(value=cores, passed=False)], figures=figs))
+    write_run("0001.json", points, root="runs/full-scale", when="2026-01-02T00:00:00", scale="full")
+    loaded = runs.load_runs([tmp_path / "runs"], None)
+    assert sorted(r.scale for r in loaded) == ["full", "quick"] and {r.origin for r in loaded} == {""}
+    assert len(runs.columns(loaded)) == 2
+    status, out = build_report(tmp_path)
+    assert status == 0
+    table = verdicts(out)
+    assert len(table) == len(table.id.unique())  # one verdict column: the quick one
+    assert table.set_index("id").loc["TH4", "verdict"] == "holds"  # the newer full-scale run replaced nothing
+    page = (out / "scaling.md").read_text()
+    assert "full scale" in page and "| 4 (oversubscribed) | 2 |" in page
+    assert "1.95 cores (1.9–1.97 cores)" in page and "k = 2 refuted, k = 4 refuted" in page
+    assert "interpreters: not measured here" in page
+    plot = re.search(r"\(site/(plots/scaling-env-[a-z0-9-]+\.png)\)", page)
+    assert plot and (out / "site" / plot.group(1)).read_bytes().startswith(b"\x89PNG")
+    curve = pd.read_csv(out / "scaling.csv")
+    assert set(curve.k) == {2, 4} and set(curve.ideal) == {2} and set(curve.unit) == {"threads", "processes"}
+
+
+def test_scaling_counts_run_up_to_the_cpus_then_oversubscribe_once():
+    from harness.scale import MAX_UNITS, parallel_counts
+    assert parallel_counts(2) == (2, 4)
+    assert parallel_counts(6) == (2, 4, 6, 12)
+    assert parallel_counts(16) == (2, 4, 8, 16, 32)
+    assert max(parallel_counts(1024)) == MAX_UNITS
