@@ -18,9 +18,14 @@ swap places from round to round. Figures per round:
   machine a vCPU may do the same work more slowly while its sibling is busy too.
 Before the rounds the child times each interpreter from create() to the end of its first exec
 (creation_per_interpreter) and one call into it (exec_call: exec of a bare statement), and
-reads its resident memory (VmRSS) before and after creating IDLE_INTERPRETERS more, idle ones
-(resident_growth_per_interpreter): figures for comparing interpreters with threads and
-processes, deciding nothing.
+reads its resident memory (VmRSS) and address space (VmSize) before and after creating
+IDLE_INTERPRETERS more, idle ones (resident_growth_per_interpreter,
+reserved_growth_per_interpreter), and counts the writes one interpreter made to a global of
+the sys module that the main interpreter then sees, against a thread's writes to the same
+global (interpreter_writes_seen_by_main and its _opposite), and times a pipe ping-pong between
+a thread of the main interpreter and one running in another, on one CPU, net of the pipe used
+alone (interpreter_switch_net_of_channel): figures for comparing interpreters
+with threads and processes, deciding nothing.
 
 How it is decided (harness.stats: the interval of the median over per-round samples, rounds
 taken until every interval clears its threshold, up to MAX_ROUNDS):
@@ -134,6 +139,13 @@ def test_interpreters_run_cpu_bound_python_in_parallel(benchmark, evidence, k):
     evidence.figure("creation_per_interpreter", unit="s", samples=out["creation_s"])
     evidence.figure("exec_call", out["exec_call_s"], "s")
     evidence.figure("resident_growth_per_interpreter", out["resident_growth_per_interpreter"], "bytes")
+    evidence.figure("reserved_growth_per_interpreter", out["reserved_growth_per_interpreter"], "bytes")
+    evidence.figure("interpreter_switch_net_of_channel", unit="s", samples=out["switch_net_of_channel_s"])
+    # Whether memory is shared by default (a figure for the units table): another interpreter's writes to a
+    # module global that the main interpreter sees, beside a thread's writes to the same global.
+    evidence.figure("interpreter_writes_seen_by_main", out["writes_seen"], f"of {out['probe_writes']} writes")
+    evidence.figure("interpreter_writes_seen_by_main_opposite", out["writes_seen_opposite"],
+                    f"of {out['probe_writes']} writes (a thread of the main interpreter)")
     evidence.support("interpreter_cores", op=">=", threshold=cores, unit="cores",
                      samples=samples["interpreter_cores"],
                      why=f"{k} interpreters, a GIL each, keep that many CPUs busy at once, not one after another",

@@ -5,7 +5,9 @@ What is measured:
   the child writes to the same global and reports what it saw; after joining, the parent
   counts how many of the child's writes it can see. Also recorded: whether the child
   inherited the parent's run-time change (fork copies the address space; forkserver and
-  spawn import the module afresh).
+  spawn import the module afresh), and, as figures, the child's own memory before it writes:
+  USS (pages only it maps), RSS and its address space (psutil), i.e. what one more process
+  started from pytest by that method costs.
 - copy-on-write: the parent holds a buffer whose pages are resident; a forked child reads
   its own USS (memory only it maps) and PSS from /proc/<pid>/smaps (psutil), writes one
   byte to every page of the buffer, and reads them again. The parent then checks that its
@@ -63,12 +65,15 @@ SHARED = {"writer": "parent", "items": [], "before_start": None}
 
 
 def _mutate_shared(conn, writes: int) -> None:
-    """Child process: report what it inherited, write to SHARED, report what it sees."""
+    """Child process: report what it inherited and its own memory before any write, write to SHARED, report
+    what it sees."""
+    mem = psutil.Process().memory_full_info()
     inherited = SHARED["before_start"]
     SHARED["writer"] = "child"
     SHARED["items"].extend(range(writes))
     own_writes_seen = len(SHARED["items"]) + (SHARED["writer"] == "child")
-    conn.send({"inherited": inherited, "own_writes_seen": own_writes_seen})
+    conn.send({"inherited": inherited, "own_writes_seen": own_writes_seen, "uss": mem.uss, "rss": mem.rss,
+               "vms": mem.vms})
     conn.close()
 
 
@@ -160,6 +165,11 @@ def test_child_process_writes_are_invisible_to_parent(benchmark, evidence, start
         if start_method == "fork"
         else f"a {start_method} child imports the module afresh and starts from its initial state"
     )
+    # What one process costs in memory, read by each child before its writes (figures for the units table):
+    # the memory only it maps (USS), its resident set (shared pages included) and its address space.
+    for name, key in (("child_unique_memory", "uss"), ("child_resident_memory", "rss"),
+                      ("child_reserved_memory", "vms")):
+        evidence.figure(name, unit="bytes", samples=[r[key] for r in rounds])
     evidence.figure("parent_sees_child_writes_opposite", sum(r["parent_seen"] for r in thread_rounds), "writes")
     # Owning its memory predicts 0 writes seen; shared memory predicts all of them. One seen
     # write is already a counterexample, so the threshold is the claim's own value.

@@ -4,8 +4,10 @@ What is measured, always under a fresh supervisor interpreter (harness.subproc.r
 so that no crash can reach pytest:
 - harness.children.crash_supervisor forks, per round, a sibling that counts heartbeats into
   shared memory and a victim that segfaults (ctypes.string_at(0)), aborts (os.abort) or exits
-  non-zero. It reports the victim's exit status, whether the sibling is still alive, and how
-  many beats the sibling made in the OBSERVE_S after the victim was reaped.
+  non-zero. The segfault is also made with the victim and sibling started by forkserver and by
+  spawn (a part each), so that each start method's processes have a containment figure. It
+  reports the victim's exit status, whether the sibling is still alive, and how many beats
+  the sibling made in the OBSERVE_S after the victim was reaped.
 - the caveat, harness.children.crash_pool: a concurrent.futures.ProcessPoolExecutor whose
   worker segfaults. The pool marks itself broken, fails every pending and running future
   (innocent tasks included) with BrokenProcessPool, terminates its other worker and refuses
@@ -72,10 +74,16 @@ PROCESS_CRASHES = {"segfault": "SIGSEGV", "abort": "SIGABRT", "exit_nonzero": f"
 SUPERVISOR = "harness.children.crash_thread_world"  # both worlds' supervisor program
 
 
-def supervise(benchmark, crash: str) -> list[dict] | None:
+# Every crash with fork; the native crash also with the other start methods (the victim and its sibling
+# are then spawned, or forked by the forkserver, not forked from the supervisor itself).
+CASES = [pytest.param(crash, "fork", id=crash) for crash in sorted(PROCESS_CRASHES)] + [
+    pytest.param("segfault", method, id=f"segfault-{method}") for method in ("forkserver", "spawn")]
+
+
+def supervise(benchmark, crash: str, method: str) -> list[dict] | None:
     """The supervisor's per-round reports of both worlds (the claim's round times go to the benchmark),
     or None if it died."""
-    outcome = run_module(SUPERVISOR, crash, ROUNDS, OPPOSITE_ROUNDS, CRASH_AFTER_S, OBSERVE_S, HEARTBEAT_S,
+    outcome = run_module(SUPERVISOR, crash, ROUNDS, OPPOSITE_ROUNDS, CRASH_AFTER_S, OBSERVE_S, HEARTBEAT_S, method,
                          timeout=CHILD_TIMEOUT_S)
     try:
         rounds = outcome.result()
@@ -88,13 +96,13 @@ def supervise(benchmark, crash: str) -> list[dict] | None:
 
 @pytest.mark.claim("PR2")
 @needs_linux
-@pytest.mark.parametrize("crash", sorted(PROCESS_CRASHES))
-def test_crashing_child_leaves_parent_and_sibling_running(benchmark, evidence, crash):
-    benchmark.group = "PR2 a child crashes beside a sibling (one round: fork both, crash, observe)"
-    both = supervise(benchmark, crash)
+@pytest.mark.parametrize(("crash", "start_method"), CASES)
+def test_crashing_child_leaves_parent_and_sibling_running(benchmark, evidence, crash, start_method):
+    benchmark.group = "PR2 a child crashes beside a sibling (one round: start both, crash, observe)"
+    both = supervise(benchmark, crash, start_method)
     rounds, threads = (None, None) if both is None else ([r[world] for r in both if world in r] for world in WORLDS)
 
-    evidence.condition(crash=crash, start_method="fork", rounds=ROUNDS)
+    evidence.condition(crash=crash, start_method=start_method, rounds=ROUNDS)
     # The supervisor outliving its child is the first prediction: a crash that spread predicts it dead.
     evidence.support("supervisor_died", value=int(rounds is None), op="==", threshold=0, unit="supervisors",
                      opposite=None if threads is None else Opposite(

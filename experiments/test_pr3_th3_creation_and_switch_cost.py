@@ -8,7 +8,8 @@ What is measured:
 - Creation: create, start and finish one empty unit (a process by each start method, a
   thread, an asyncio task), per unit of a batch. Each row's reference units are measured in
   the same round, so every round yields same-round ratios (process / thread, process / task).
-- Switching: the ping-pong of harness.pingpong between two processes over a pipe, two threads
+- Switching: the ping-pong of harness.pingpong between two processes over a pipe (the echo
+  process forked; as figures also started by forkserver and by spawn), two threads
   over the same pipe and over queue.SimpleQueue, and two tasks, in the same rounds, on one CPU;
   and, in the same rounds, each channel alone (one unit sending into it and receiving from it
   itself: no switch). A switch net of its channel is its ping-pong minus its channel alone, and
@@ -193,7 +194,11 @@ def net_control(evidence, samples, den: str) -> None:
 def test_process_switch_costs_about_as_much_as_thread_switch(benchmark, evidence):
     loop = aio.new_loop("asyncio")
     try:
-        worlds = ("process-pipe", "thread-pipe", "thread-queue", "coroutine-queue", "channel-pipe", "channel-queue")
+        # The echo process by each other start method too (figures: a process's switch per start method).
+        methods = multiprocessing.get_all_start_methods()
+        others = tuple(f"process-pipe-{m}" for m in ("forkserver", "spawn") if m in methods)
+        worlds = ("process-pipe", *others, "thread-pipe", "thread-queue", "coroutine-queue", "channel-pipe",
+                  "channel-queue")
         samples = switching(benchmark, "process-pipe", worlds, loop, "thread-pipe")
     finally:
         aio.close_loop(loop)

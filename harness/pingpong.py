@@ -28,13 +28,19 @@ from collections.abc import Callable, Iterator
 
 STOP = b"stop"
 PING = b"x"
-START_METHOD = "fork"  # the echo process's start method: it changes how the partner starts, not the switch
+START_METHOD = "fork"  # the echo process's start method in "process-pipe"; the others have a world each
 
 
 def bounce(recv, send) -> None:
     """The echoing partner: send back whatever arrives until STOP."""
     while (msg := recv()) != STOP:
         send(msg)
+
+
+def pinned_bounce(cpu: int, recv, send) -> None:
+    """bounce, on `cpu`: a forkserver's child inherits the server's CPUs, not its caller's (one_cpu)."""
+    os.sched_setaffinity(0, {cpu})
+    bounce(recv, send)
 
 
 def volley(recv, send, n: int) -> float:
@@ -152,8 +158,10 @@ def _start_thread(target, args) -> threading.Thread:
     return t
 
 
-def _start_process(target, args):
-    p = multiprocessing.get_context(START_METHOD).Process(target=target, args=args)
+def _start_process(target, args, method: str = START_METHOD):
+    """The echo process, started by `method` and pinned to this thread's first CPU (one_cpu's)."""
+    cpu = min(os.sched_getaffinity(0))
+    p = multiprocessing.get_context(method).Process(target=pinned_bounce, args=(cpu, *args))
     p.start()
     return p
 
@@ -161,6 +169,9 @@ def _start_process(target, args):
 # world -> factory(loop) of a context manager that starts the partner and yields run(n).
 WORLDS = {
     "process-pipe": lambda loop: _pipe(_start_process),
+    # The same echo process started by forkserver or spawn: a fresh interpreter rather than a copy of this one.
+    "process-pipe-forkserver": lambda loop: _pipe(lambda t, a: _start_process(t, a, "forkserver")),
+    "process-pipe-spawn": lambda loop: _pipe(lambda t, a: _start_process(t, a, "spawn")),
     "thread-pipe": lambda loop: _pipe(_start_thread),
     "thread-queue": lambda loop: _thread_queue(),
     "coroutine-queue": lambda loop: _tasks(asyncio.Queue, loop),
@@ -169,7 +180,8 @@ WORLDS = {
     "channel-pipe": lambda loop: _channel_alone(_pipe_ends),
     "channel-queue": lambda loop: _channel_alone(_queue_ends),
 }
-CHANNEL_OF = {"process-pipe": "channel-pipe", "thread-pipe": "channel-pipe", "thread-queue": "channel-queue"}
+CHANNEL_OF = {"process-pipe": "channel-pipe", "process-pipe-forkserver": "channel-pipe",
+              "process-pipe-spawn": "channel-pipe", "thread-pipe": "channel-pipe", "thread-queue": "channel-queue"}
 
 
 @contextlib.contextmanager
@@ -198,8 +210,8 @@ def switch_rounds(worlds, loop, *, round_trips: int, sample) -> dict[str, list[f
     """Per-switch seconds of every world, one sample per round; `sample(one_round)` runs the rounds
     (harness.stats.sample_rounds with the caller's bounds and done())."""
     with one_cpu(), frozen_heap(), contextlib.ExitStack() as stack:
-        # The echo process first: forking while partner threads run is unsafe (3.12 warns).
-        ordered = sorted(worlds, key=lambda w: w != "process-pipe")
+        # The echo processes first: forking while partner threads run is unsafe (3.12 warns).
+        ordered = sorted(worlds, key=lambda w: not w.startswith("process-"))
         run = {w: stack.enter_context(WORLDS[w](loop)) for w in ordered}
         for fn in run.values():
             fn(round_trips)  # warm up each world once outside the samples

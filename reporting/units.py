@@ -46,15 +46,19 @@ class Source:
 
 
 def _process(method: str) -> dict[str, tuple[Source, ...]]:
+    world = "process-pipe" if method == "fork" else f"process-pipe-{method}"
+    crash = "[segfault]" if method == "fork" else f"[segfault-{method}]"
     return {
         "creation": (Source("PR3", f"process-{method}_create", f"process-{method}"),),
-        "switch, net of the channel": (Source("PR3", "process-pipe_switch_net_of_channel",
-                                              note="over a pipe, fork start method"),)
-        if method == "fork" else (),
+        "switch, net of the channel": (Source("PR3", f"{world}_switch_net_of_channel",
+                                              note=f"over a pipe, the echo process started by {method}"),),
+        "resident memory": (Source("PR1", "child_unique_memory", f"[{method}]",
+                                   note="USS: memory only the child maps, before it writes"),),
+        "reserved memory": (Source("PR1", "child_reserved_memory", f"[{method}]",
+                                   note="the child's address space (VMS); a forked child inherits pytest's"),),
         "cores, 2 units of pure-Python work": (Source("PR4", "worker_cores", f"2-workers-{method}"),),
-        "a native crash leaves the others running": (Source("PR2", "rounds_sibling_dead_after_crash", "segfault",
-                                                            "zero-is-yes", "fork start method"),)
-        if method == "fork" else (),
+        "a native crash leaves the others running": (Source("PR2", "rounds_sibling_dead_after_crash", crash,
+                                                            "zero-is-yes", f"segfault, {method} start method"),),
         "memory shared by default": (Source("PR1", "parent_sees_child_writes", f"[{method}]", "positive-is-yes"),),
     }
 
@@ -75,9 +79,16 @@ SOURCES: dict[str, dict[str, tuple[Source, ...]]] = {
     },
     "interpreter": {
         "creation": (Source("IN1", "creation_per_interpreter", note="create() to the end of its first statement"),),
+        "switch, net of the channel": (Source("IN1", "interpreter_switch_net_of_channel",
+                                              note="over an os.pipe, a thread of the main interpreter and one in "
+                                                   "another"),),
         "resident memory": (Source("IN1", "resident_growth_per_interpreter", note="an idle interpreter"),),
+        "reserved memory": (Source("IN1", "reserved_growth_per_interpreter",
+                                   note="the address space an idle interpreter adds (VmSize)"),),
         "cores, 2 units of pure-Python work": (Source("IN1", "interpreter_cores", "2-interpreters"),),
         "a native crash leaves the others running": (Source("IN2", "rounds_host_survived", "", "positive-is-yes"),),
+        "memory shared by default": (Source("IN1", "interpreter_writes_seen_by_main", "2-interpreters",
+                                            "positive-is-yes", "another interpreter's writes to a module global"),),
     },
     "coroutine": {
         "creation": (Source("PR3", "coroutine_create", "[coroutine]"),),
@@ -85,6 +96,8 @@ SOURCES: dict[str, dict[str, tuple[Source, ...]]] = {
                                               note="a bare future, asyncio, the future included"),),
         "resident memory": (Source("CO5", "resident_per_task", "[coroutine]"),),
         "reserved memory": (Source("CO5", "vms_per_task", "[coroutine]"),),
+        "a native crash leaves the others running": (Source("CO8", "rounds_host_survived", "[segfault]",
+                                                            "positive-is-yes", "segfault in one task of the loop"),),
         "memory shared by default": (Source("CO3", "lost_updates", "await_inside", "positive-is-yes",
                                             "tasks that interleave inside an update overwrite each other"),),
         "a shared counter needs a lock": (Source("CO3", "lost_updates_total", "without_await", "positive-is-yes",

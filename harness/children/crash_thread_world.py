@@ -3,6 +3,10 @@ in the first OPPOSITE_ROUNDS, the same crash where the sibling and the superviso
 the process that crashes.
 
 Usage: python -m harness.children.crash_thread_world KIND ROUNDS OPPOSITE_ROUNDS CRASH_AFTER_S OBSERVE_S HEARTBEAT_S
+       [START_METHOD]
+
+START_METHOD (fork by default) starts the claim's victim and sibling; the opposite world's host is
+always forked, since its sibling and supervisor are threads inside it whatever started it.
 
 The opposite world forks one host process that runs the same heartbeat (crash_supervisor.sibling)
 in one thread and the victim in another, while its main thread supervises them and reports
@@ -78,18 +82,20 @@ def thread_round(ctx, kind: str, crash_after_s: float, observe_s: float, beat_s:
             "round_s": time.perf_counter() - t0}
 
 
-def main(kind: str, rounds: int, opposite_rounds: int, crash_after_s: float, observe_s: float, beat_s: float) -> None:
-    """Per round the claim's world, and in the first `opposite_rounds` the opposite world too, the two in
-    alternating order; emit [{"process": ..., "thread": ...}, ...] ("thread" only where it ran)."""
-    ctx = multiprocessing.get_context("fork")
+def main(kind: str, rounds: int, opposite_rounds: int, crash_after_s: float, observe_s: float, beat_s: float,
+         method: str = "fork") -> None:
+    """Per round the claim's world (its processes started by `method`), and in the first `opposite_rounds` the
+    opposite world too, the two in alternating order; emit [{"process": ..., "thread": ...}, ...] ("thread" only
+    where it ran)."""
+    ctx = {"process": multiprocessing.get_context(method), "thread": multiprocessing.get_context("fork")}
     run = {"process": one_round, "thread": thread_round}
     reports = []
     for i in range(rounds):
         worlds = WORLDS if i < opposite_rounds else WORLDS[:1]
         order = worlds if i % 2 == 0 else worlds[::-1]
-        reports.append({world: run[world](ctx, kind, crash_after_s, observe_s, beat_s) for world in order})
+        reports.append({world: run[world](ctx[world], kind, crash_after_s, observe_s, beat_s) for world in order})
     emit(reports)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *map(float, sys.argv[4:7]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *map(float, sys.argv[4:7]), *sys.argv[7:8])

@@ -4,9 +4,13 @@ Usage: python -m harness.children.interp_parallel K SHARE SHARES OPPOSITE_SHARES
 
 All of it happens in this one process, never in pytest's. First, before any round:
 - K interpreters are created, each timed from create() to the end of its first exec (a bare
-  statement); then IDLE more, idle ones, with the process's resident memory (VmRSS) read
-  before and after them: the growth per interpreter. The idle ones are closed again. A call
-  into an interpreter (exec of a bare statement) is timed too: exec_call;
+  statement); then IDLE more, idle ones, with the process's resident memory (VmRSS) and its
+  address space (VmSize) read before and after them: the growth per interpreter. The idle ones
+  are closed again. A call into an interpreter (exec of a bare statement) is timed too:
+  exec_call. And one interpreter writes a list into the sys module's namespace, which the main
+  interpreter then looks for (writes_seen), beside a thread of the main interpreter doing the
+  same (its opposite); and a thread of the main interpreter plays ping-pong with a thread
+  running in another (interpreter_switch: both on one CPU, net of the pipe used alone);
 - each working interpreter receives harness.workloads.spin and DRAIN as source, so that it
   runs the very loop the main interpreter runs, and runs it once to warm up.
 The work is SHARES shares of spin(SHARE), handed out through a pipe holding one byte per share:
@@ -35,6 +39,7 @@ import inspect
 import os
 import statistics
 import sys
+import threading
 import time
 
 from harness import stats
@@ -55,13 +60,36 @@ SOURCE = inspect.getsource(spin) + DRAIN  # what every interpreter, and the main
 EXEC_CALLS = 20  # calls timed for exec_call
 
 
-def resident_bytes() -> int:
-    """This process's resident set (VmRSS, /proc/self/status)."""
+def status_bytes(field: str = "VmRSS") -> int:
+    """A size from /proc/self/status: the resident set (VmRSS) or the address space (VmSize)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+PROBE_WRITES = 100  # items written to a module's global, by another interpreter or by a thread
+
+
+def writes_seen(interp) -> tuple[int, int]:
+    """Items another interpreter wrote into a global of the sys module that the main interpreter then sees,
+    and (the opposite world) the items a thread of the main interpreter wrote there. Every interpreter has
+    its own modules (PEP 684), so the first predicts 0; a thread shares its interpreter's, the second all."""
+    seen = []
+    for write in (lambda: interp.exec(f"import sys; sys.unit_probe = list(range({PROBE_WRITES}))"),
+                  lambda: _in_thread(lambda: setattr(sys, "unit_probe", list(range(PROBE_WRITES))))):
+        write()
+        seen.append(len(getattr(sys, "unit_probe", [])))
+        if hasattr(sys, "unit_probe"):
+            del sys.unit_probe
+    return seen[0], seen[1]
+
+
+def _in_thread(fn) -> None:
+    t = threading.Thread(target=fn)
+    t.start()
+    t.join()
 
 
 def created(module):
@@ -138,22 +166,67 @@ def exec_call_seconds(interp) -> float:
     return statistics.median(times)
 
 
+SWITCH_ROUND_TRIPS = 500  # per sample of the switch between interpreters
+SWITCH_SAMPLES = 6
+
+
+def _volley(send_fd: int, recv_fd: int, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        os.write(send_fd, b"x")
+        os.read(recv_fd, 1)
+    return time.perf_counter() - t0
+
+
+def interpreter_switch(interp) -> list[float]:
+    """Per-switch seconds, net of the pipe, of a ping-pong between a thread of the main interpreter and a thread
+    running in `interp` (an echo loop over two os.pipes), both pinned to one CPU, as harness.pingpong times
+    threads and processes: (round trip - the same pipe written and read by one thread alone) / 2."""
+    before = os.sched_getaffinity(0)
+    to_echo, from_echo = os.pipe(), os.pipe()
+    alone = os.pipe()
+    os.sched_setaffinity(0, {min(before)})  # this thread; the partner thread, started below, inherits it
+    try:
+        code = (f"import os\nwhile (m := os.read({to_echo[0]}, 1)) != b's':\n"
+                f"    os.write({from_echo[1]}, m)\n")
+        partner = threading.Thread(target=interp.exec, args=(code,), name="interp-echo")
+        partner.start()
+        try:
+            _volley(to_echo[1], from_echo[0], SWITCH_ROUND_TRIPS)  # warm up
+            out = []
+            for _ in range(SWITCH_SAMPLES):
+                pingpong = _volley(to_echo[1], from_echo[0], SWITCH_ROUND_TRIPS)
+                channel = _volley(alone[1], alone[0], 2 * SWITCH_ROUND_TRIPS)
+                out.append((pingpong - channel) / (2 * SWITCH_ROUND_TRIPS))
+        finally:
+            os.write(to_echo[1], b"s")
+            partner.join(30)
+    finally:
+        os.sched_setaffinity(0, before)
+        for fd in (*to_echo, *from_echo, *alone):
+            os.close(fd)
+    return out
+
+
 def main(k: int, share: int, count: int, few: int, idle: int, max_rounds: int, cores: float,
          speedup: float) -> None:
     module = load()
     pin_to = None if gil_enabled() else min(os.sched_getaffinity(0))
     working = [created(module) for _ in range(k)]
     gc.collect()
-    before = resident_bytes()
+    before = status_bytes("VmRSS"), status_bytes("VmSize")
     spare = [created(module) for _ in range(idle)]
     gc.collect()
-    growth = (resident_bytes() - before) / idle
+    growth = (status_bytes("VmRSS") - before[0]) / idle
+    reserved = (status_bytes("VmSize") - before[1]) / idle
+    seen, seen_opposite = writes_seen(working[0][0])
     creation = [seconds for _, seconds in working + spare]
     close_all([i for i, _ in spare])
     del spare
     interps = [i for i, _ in working]
     del working
     exec_call = exec_call_seconds(interps[0])
+    switch = interpreter_switch(interps[0])
     main_namespace = {"spin": spin}
     exec(SOURCE, main_namespace)
     for i in range(k):
@@ -177,7 +250,9 @@ def main(k: int, share: int, count: int, few: int, idle: int, max_rounds: int, c
     interps.clear()  # their __del__ runs now, not during shutdown (where the backport's raises)
     gc.collect()
     emit({"module": module.__name__, "gil_enabled": gil_enabled(), "pinned_to": pin_to, "creation_s": creation,
-          "exec_call_s": exec_call, "resident_growth_per_interpreter": growth, "rounds": rounds})
+          "exec_call_s": exec_call, "resident_growth_per_interpreter": growth,
+          "reserved_growth_per_interpreter": reserved, "writes_seen": seen, "writes_seen_opposite": seen_opposite,
+          "probe_writes": PROBE_WRITES, "switch_net_of_channel_s": switch, "rounds": rounds})
 
 
 if __name__ == "__main__":
