@@ -40,7 +40,7 @@ from harness.timing import replay
 
 pytestmark = needs_linux  # FIONREAD, pass_fds of a socket to a child
 
-DEVICE_LATENCY_S = pick(quick=0.1, full=0.25)  # L, how long the "device" takes
+DEVICE_LATENCY_S = pick(quick=0.05, full=0.25)  # L, how long the "device" takes (short in quick: a wake-up is µs)
 PAYLOAD_BYTES = 64 << 10  # what the device delivers after L (fits any pipe/socket buffer)
 WORK_CHUNK = bytes(256 << 10)  # hashed between checks for the end of the wait (well under a millisecond)
 MAX_ROUNDS = pick(quick=10, full=20)  # rounds are added while an interval straddles its threshold

@@ -54,10 +54,12 @@ def prepare(paths: list[Path], out: Path, readme: Path | None = None, exclude_st
     chosen = select(all_runs, exclude_stale)
     runs.check_catalogued(chosen, claims, ", ".join(map(str, paths)))
     every = runs.columns(chosen)
-    # The verdicts read the quick columns; full-scale ones (scaling runs) feed the scaling page, and are the
-    # verdict columns only where no quick run exists at all (a `make reproduce SCALE=full` alone).
+    # The verdicts read the quick columns, and a full-scale column of its own beside them only where its runs
+    # selected more than the scaling claims (a whole `make reproduce SCALE=full`); every full-scale column feeds
+    # the scaling page. Either way a full-scale run never replaces a quick verdict.
     quick = [c for c in every if c.scale == "quick"]
-    cols = quick or every
+    whole = [c for c in every if c.scale == "full" and any(r.claims() - set(scaling.CLAIMS) for r in c.runs)]
+    cols = (quick + whole) or every
     views = model.views(claims, cols)
     report = Report(views, cols, chosen, scalings=scaling.all_scalings(claims, [c for c in every if c.scale == "full"]))
     drawn, plot_notes = plots.draw_all(views)

@@ -43,6 +43,7 @@ class Source:
     part: str = ""
     read: str = "value"
     note: str = ""  # what the figure is, where the column's name does not say it all
+    missing: str = ""  # why a run may lack it by design, said where the figure is absent
 
 
 def _process(method: str) -> dict[str, tuple[Source, ...]]:
@@ -56,7 +57,9 @@ def _process(method: str) -> dict[str, tuple[Source, ...]]:
                                    note="USS: memory only the child maps, before it writes"),),
         "reserved memory": (Source("PR1", "child_reserved_memory", f"[{method}]",
                                    note="the child's address space (VMS); a forked child inherits pytest's"),),
-        "cores, 2 units of pure-Python work": (Source("PR4", "worker_cores", f"2-workers-{method}"),),
+        "cores, 2 units of pure-Python work": (Source(
+            "PR4", "worker_cores", f"2-workers-{method}",
+            missing="" if method == "fork" else "PR4 runs this start method at full scale only (--scale full)"),),
         "a native crash leaves the others running": (Source("PR2", "rounds_sibling_dead_after_crash", crash,
                                                             "zero-is-yes", f"segfault, {method} start method"),),
         "memory shared by default": (Source("PR1", "parent_sees_child_writes", f"[{method}]", "positive-is-yes"),),
@@ -166,7 +169,8 @@ def unit_cell(views: dict[str, ClaimView], column: Column, unit: str, axis: str)
                         fig.get("interval"), src)
     if not sources:
         return UnitCell("no experiment measures it yet", "n/m")
-    return UnitCell(f"{sources[0].claim} recorded no {sources[0].figure} in this environment's run", "n/m")
+    return UnitCell(sources[0].missing or f"{sources[0].claim} recorded no {sources[0].figure} in this environment's "
+                    "run", "n/m")
 
 
 def row_label(unit: str, column: Column) -> str:

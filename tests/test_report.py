@@ -729,3 +729,17 @@ def test_scaling_counts_run_up_to_the_cpus_then_oversubscribe_once():
     assert parallel_counts(6) == (2, 4, 6, 12)
     assert parallel_counts(16) == (2, 4, 8, 16, 32)
     assert max(parallel_counts(1024)) == MAX_UNITS
+
+
+def test_a_whole_full_scale_run_is_a_verdict_column_of_its_own(write_run, tmp_path):
+    write_run("0001.json", [bench(verdict="holds")])
+    write_run("0001.json", [bench(verdict="refuted", checks=[check(passed=False)]),
+                            bench(claim="PR1", name="test_child_process_writes_are_invisible_to_parent[fork]",
+                                  params={"start_method": "fork"})],
+              root="runs/full-scale", when="2026-01-02T00:00:00", scale="full")
+    status, out = build_report(tmp_path)
+    assert status == 0
+    th4 = verdicts(out)[lambda t: t.id == "TH4"].set_index("environment").verdict
+    assert len(th4) == 2 and sorted(th4) == ["holds", "refuted"], th4
+    assert th4[~th4.index.str.endswith("@full")].item() == "holds" and th4[th4.index.str.endswith("@full")].item() \
+        == "refuted"
