@@ -159,14 +159,17 @@ def unit_cell(views: dict[str, ClaimView], column: Column, unit: str, axis: str)
         why = NOT_APPLICABLE[(unit, axis)]
         return UnitCell(f"cannot apply: {why}", "n/a")
     sources = SOURCES.get(unit, {}).get(axis, ())
-    for src in sources:
-        found = _lookup(views, column.key, src)
-        if found is None:
-            continue
-        fig, cell = found
-        text, short = _read(fig, src)
-        return UnitCell(text, short, src.claim, column.anchor, fig.get("value"), fig.get("unit", ""),
-                        fig.get("interval"), src)
+    # The quick column first; then the same environment's full-scale column, where a whole full-scale run was
+    # published (a part that only the full scale runs, e.g. PR4's other start methods), marked as such.
+    for key, scale_note in ((column.key, ""), (f"{column.key}@full", " (full scale)")):
+        for src in sources:
+            found = _lookup(views, key, src)
+            if found is None:
+                continue
+            fig, cell = found
+            text, short = _read(fig, src)
+            return UnitCell(text + scale_note, short + scale_note, src.claim, cell.column.anchor, fig.get("value"),
+                            fig.get("unit", ""), fig.get("interval"), src)
     if not sources:
         return UnitCell("no experiment measures it yet", "n/m")
     return UnitCell(sources[0].missing or f"{sources[0].claim} recorded no {sources[0].figure} in this environment's "

@@ -45,6 +45,8 @@ def test_the_readme_blocks_link_only_to_files_that_exist_and_stay_small(name):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text.split(f"<!-- {name}:begin -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
     assert len(block.encode()) <= 8 * 1024
+    long = [line for line in block.splitlines() if line.startswith("|") and len(line.encode()) > 200]
+    assert not long, f"the README's {name} block has table lines over 200 bytes: {long[:2]}"
     targets = re.findall(r"\]\(([^)#]+)[^)]*\)", block) + re.findall(r"^\[[^\]]+\]: ([^\s#]+)", block, flags=re.M)
     assert targets, f"the README's {name} block links to nothing"
     missing = [t for t in targets if not t.startswith("http") and not (ROOT / t).exists()]
@@ -111,3 +113,19 @@ def test_every_placeholder_in_the_catalogue_is_filled_from_the_reference_runs():
     empty = [f"{v.id}.{field}: {p}" for v in views for field, text in placeholders.texts(v.claim)
              for p in placeholders.unresolved(text, v)]
     assert not empty, "placeholders the reference runs do not fill:\n" + "\n".join(empty)
+
+
+FULL_SCALE_RUNS = sorted((ROOT / "results" / "full-scale").glob("*/*/*.json"))
+
+
+@pytest.mark.skipif(not RUNS, reason="no reference runs under results/")
+def test_every_published_environment_has_a_full_scale_scaling_plot():
+    """make scaling's runs sit beside the quick ones, one per environment, each drawn on results/scaling.md."""
+    envs = {p.parent.parent.name for p in RUNS}
+    assert envs <= {p.parent.parent.name for p in FULL_SCALE_RUNS}, "an environment has no full-scale run"
+    page = (ROOT / "results" / "scaling.md").read_text(encoding="utf-8")
+    for env in envs:
+        anchor = "env-" + "".join(ch if ch.isalnum() else "-" for ch in f"{env}@full".lower())
+        plot = f"site/plots/scaling-{anchor}.png"
+        assert f"]({plot})" in page, f"results/scaling.md does not draw {env}"
+        assert (ROOT / "results" / plot).read_bytes().startswith(b"\x89PNG")
