@@ -46,6 +46,10 @@ no room control (PR4's idle CPU from /proc/stat): its 10 ms ticks are too coarse
 this short. None is needed for the cores check: where other jobs leave no CPU free, both
 worlds read one core, the check is not discriminating, and the part reads not measured here.
 
+At full scale the test is a scaling curve (marker scaling, `make scaling`): k = 2, 4, ... up to
+the CPUs and one oversubscribed point (harness.scale.parallel_counts), each a part with the same
+checks; reporting/scaling.py draws it beside TH4's threads and processes.
+
 Known traps: the PEP 734 backport crashed on import on CPython 3.12.1 and its pool executor
 hung on 3.13.0, so a probe child must create and run an interpreter first
 (harness.interpreters.refusal), or the part is not measured here, with the reason; before 3.12
@@ -143,9 +147,9 @@ def test_interpreters_run_cpu_bound_python_in_parallel(benchmark, evidence, k):
     evidence.figure("interpreter_switch_net_of_channel", unit="s", samples=out["switch_net_of_channel_s"])
     # Whether memory is shared by default (a figure for the units table): another interpreter's writes to a
     # module global that the main interpreter sees, beside a thread's writes to the same global.
-    evidence.figure("interpreter_writes_seen_by_main", out["writes_seen"], f"of {out['probe_writes']} writes")
-    evidence.figure("interpreter_writes_seen_by_main_opposite", out["writes_seen_opposite"],
-                    f"of {out['probe_writes']} writes (a thread of the main interpreter)")
+    evidence.figure("interpreter_writes_made", out["probe_writes"], "writes")
+    evidence.figure("interpreter_writes_seen_by_main", out["writes_seen"], "writes")
+    evidence.figure("interpreter_writes_seen_by_main_opposite", out["writes_seen_opposite"], "writes")
     evidence.support("interpreter_cores", op=">=", threshold=cores, unit="cores",
                      samples=samples["interpreter_cores"],
                      why=f"{k} interpreters, a GIL each, keep that many CPUs busy at once, not one after another",

@@ -32,6 +32,11 @@ same op and threshold, is chosen by the build, since the claim reads the other w
 Each check decides only when its opposite lands on the other side. The GIL-releasing test's
 checks are caveats, not the claim's deciding checks, and have no opposite world.
 
+At full scale the pure-Python test is a scaling curve (marker scaling, `make scaling`): k = 2, 4,
+... up to the CPUs and one oversubscribed point (harness.scale.parallel_counts), each a part with
+the same checks, the threshold halfway to min(k, CPUs); each round's sequential run, whose cores
+are recorded too (sequential_cores), is the curve's k = 1. reporting/scaling.py draws it.
+
 Known traps: with one CPU nothing can scale and the claim cannot be told apart from its
 opposite (needs_two_cpus). On a free-threaded build the catalogue expects the claim refuted.
 Threads are started and parked before the clock (harness.parked), the pool's workers have run
