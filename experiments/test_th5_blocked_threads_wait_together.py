@@ -11,8 +11,8 @@ the last thread has been joined:
 
 Why this method: if a blocked thread kept the others from running, the N waits would queue
 up and take N*L; if the kernel parks blocked threads and runs the others, all N waits
-overlap and the block takes about L. Process CPU time (time.process_time, all threads)
-tells "blocked and idle" apart from "busy waiting". The control, once per module: a few
+overlap and the block takes about L. The waiting threads' CPU time (each one's own CPU
+clock, summed) tells "blocked and idle" apart from "busy waiting". The control, once per module: a few
 threads that block for L inside a call that keeps the GIL (libc usleep through
 ctypes.PyDLL, as a C extension that forgets to release it would) do take turns, so wall / L
 reads the opposite outcome when blocking does stop the others.
@@ -39,7 +39,10 @@ Both run with a short L (OPPOSITE_BLOCK_S) and a few threads, whatever N: their 
 Known traps: waking N threads costs a little each (they retake the GIL one by one), so
 wall / L grows a little with N and the whole block is not CPU-free; that cost is shown as
 cores_whole_block, while the check covers only the all-blocked window. Thread creation is
-outside the timer (setup). One CPU is enough: blocked threads need no core.
+outside the timer (setup). One CPU is enough: blocked threads need no core. The process clock
+under-reads a thread that runs on another CPU without ever switching (see waiting_cpu_seconds):
+over this few-millisecond window it made the busy-polling opposite world read as idle on the
+free-threaded build, so the window's CPU is read from the waiting threads' own clocks.
 """
 from __future__ import annotations
 
@@ -62,7 +65,10 @@ from harness.timing import replay
 
 THREADS = pick(quick=(10, 100), full=(10, 100, 1000))
 BLOCK_S = 0.03  # L: how long each thread stays blocked, at least
-BLOCK_S_PER_THREAD = 0.0003  # L grows with N beyond 100, so waking N threads stays short beside L
+# L grows with N beyond 50, so waking N threads stays short beside L: on the free-threaded build, releasing
+# 100 parked threads and joining them again took 18-36 ms beyond the wait itself, which beside a 30 ms L read
+# as waits that half overlap.
+BLOCK_S_PER_THREAD = 0.0006
 # Rounds are added while an interval straddles its threshold (e.g. a short opposite window in which a loaded
 # machine preempted the poller), up to MAX_ROUNDS; 12 is the first look whose interval drops an outlier.
 MAX_ROUNDS = pick(quick=12, full=20)
@@ -92,6 +98,24 @@ def _usleep_holding_the_gil(seconds: float) -> None:
     usleep = ctypes.PyDLL(None).usleep  # PyDLL: the GIL stays held for the whole call
     usleep.argtypes = [ctypes.c_uint]
     usleep(int(seconds * 1e6))
+
+
+def cpu_clocks(threads) -> list[int] | None:
+    """Each thread's CPU clock (pthread_getcpuclockid), or None where the platform has none."""
+    if not hasattr(time, "pthread_getcpuclockid"):
+        return None
+    return [time.pthread_getcpuclockid(t.ident) for t in threads]
+
+
+def waiting_cpu_seconds(clocks: list[int] | None) -> float:
+    """The CPU seconds the waiting threads have used, read from their own clocks: exact to the nanosecond even
+    for a thread running on another CPU right now. The process clock (time.process_time) is not: it adds up
+    each thread's runtime as the scheduler last recorded it, so a thread that never switches (a poller on a
+    free-threaded build) is counted only at scheduler ticks, and over a window of a few milliseconds it read
+    anywhere from a sixth of a core to a whole one. Without per-thread clocks, the process clock."""
+    if clocks is None:
+        return time.process_time()
+    return sum(time.clock_gettime(c) for c in clocks)
 
 
 class BlockedThreads:
@@ -191,15 +215,16 @@ class BlockedThreads:
         """Release, block, join; returns (CPU s, wall s) of the window in which all N were blocked.
 
         The window opens once the last thread is about to block and closes at 0.9 L after
-        the release, before the first sleeper can wake or any peer writes. process_time has
-        nanosecond resolution (os.times counts 10 ms ticks, too coarse for this window).
+        the release, before the first sleeper can wake or any peer writes. The CPU is the waiting
+        threads' own (waiting_cpu_seconds), not the process clock's.
         """
+        clocks = cpu_clocks(self.parked.threads)
         released = time.perf_counter()
         self.parked.release()
         self.all_blocking.wait()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
+        cpu0, wall0 = waiting_cpu_seconds(clocks), time.perf_counter()
         time.sleep(max(0.0, released + 0.9 * self.block_s - wall0))
-        cpu1, wall1 = time.process_time(), time.perf_counter()
+        cpu1, wall1 = waiting_cpu_seconds(clocks), time.perf_counter()
         if self.blocker == "socket_recv":
             time.sleep(max(0.0, released + self.block_s - wall1))  # the peers write only after L
             for _, peer in self.pairs:

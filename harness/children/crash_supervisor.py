@@ -2,7 +2,8 @@
 
 Usage: python -m harness.children.crash_supervisor KIND ROUNDS CRASH_AFTER_S OBSERVE_S HEARTBEAT_S
 
-Each round the victim runs CRASH_AFTER_S, then crashes (harness.children.crash). Once the
+Each round the victim starts once the sibling has made its first beat, runs CRASH_AFTER_S,
+then crashes (harness.children.crash). Once the
 victim is reaped, the supervisor watches the sibling for OBSERVE_S and counts the beats it
 made in that window, in shared memory. Rounds run in one supervisor, so the fork of two
 small processes is what a round costs, not an interpreter start.
@@ -15,6 +16,8 @@ import time
 
 from harness.children import emit
 from harness.children.crash import crash, status
+
+SIBLING_START_TIMEOUT_S = 20.0  # a spawned sibling's start, on a busy machine
 
 
 def sibling(beats, stop, beat_s: float) -> None:
@@ -34,6 +37,11 @@ def one_round(ctx, kind: str, crash_after_s: float, observe_s: float, beat_s: fl
     sib = ctx.Process(target=sibling, args=(beats, stop, beat_s))
     vic = ctx.Process(target=victim, args=(kind, crash_after_s))
     sib.start()
+    # The victim starts once the sibling beats: a spawned sibling takes longer to start than the victim takes to
+    # crash, and one that had not begun yet would read as stopped by the crash.
+    deadline = time.monotonic() + SIBLING_START_TIMEOUT_S
+    while not beats.value and sib.is_alive() and time.monotonic() < deadline:
+        time.sleep(beat_s)
     vic.start()
     vic.join()
     at_crash = beats.value
