@@ -6,7 +6,7 @@ so that no crash can reach pytest:
   shared memory and a victim that segfaults (ctypes.string_at(0)), aborts (os.abort) or exits
   non-zero. The segfault is also made with the victim and sibling started by forkserver and by
   spawn (a part each), so that each start method's processes have a containment figure. The
-  victim starts once the sibling has beaten once (a spawned sibling starts slower than the
+  victim's clock starts at the sibling's first beat (a spawned sibling starts slower than the
   victim crashes, and one not yet running would read as stopped by the crash). It
   reports the victim's exit status, whether the sibling is still alive, and how many beats
   the sibling made in the OBSERVE_S after the victim was reaped.

@@ -2,8 +2,8 @@
 
 Usage: python -m harness.children.crash_supervisor KIND ROUNDS CRASH_AFTER_S OBSERVE_S HEARTBEAT_S
 
-Each round the victim starts once the sibling has made its first beat, runs CRASH_AFTER_S,
-then crashes (harness.children.crash). Once the
+Each round the victim, started beside the sibling, waits for the sibling's first beat, runs
+CRASH_AFTER_S, then crashes (harness.children.crash). Once the
 victim is reaped, the supervisor watches the sibling for OBSERVE_S and counts the beats it
 made in that window, in shared memory. Rounds run in one supervisor, so the fork of two
 small processes is what a round costs, not an interpreter start.
@@ -26,7 +26,12 @@ def sibling(beats, stop, beat_s: float) -> None:
         time.sleep(beat_s)
 
 
-def victim(kind: str, crash_after_s: float) -> None:
+def victim(kind: str, crash_after_s: float, beats=None) -> None:
+    """Crash after crash_after_s; given the sibling's beats, counted from its first beat: a spawned sibling
+    takes longer to start than the victim takes to crash, and one not yet running would read as stopped."""
+    deadline = time.monotonic() + SIBLING_START_TIMEOUT_S
+    while beats is not None and not beats.value and time.monotonic() < deadline:
+        time.sleep(0.001)
     time.sleep(crash_after_s)
     crash(kind)
 
@@ -35,13 +40,8 @@ def one_round(ctx, kind: str, crash_after_s: float, observe_s: float, beat_s: fl
     t0 = time.perf_counter()
     beats, stop = ctx.RawValue("l", 0), ctx.RawValue("b", 0)
     sib = ctx.Process(target=sibling, args=(beats, stop, beat_s))
-    vic = ctx.Process(target=victim, args=(kind, crash_after_s))
+    vic = ctx.Process(target=victim, args=(kind, crash_after_s, beats))  # both start at once; see victim()
     sib.start()
-    # The victim starts once the sibling beats: a spawned sibling takes longer to start than the victim takes to
-    # crash, and one that had not begun yet would read as stopped by the crash.
-    deadline = time.monotonic() + SIBLING_START_TIMEOUT_S
-    while not beats.value and sib.is_alive() and time.monotonic() < deadline:
-        time.sleep(beat_s)
     vic.start()
     vic.join()
     at_crash = beats.value
