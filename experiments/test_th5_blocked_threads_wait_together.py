@@ -107,15 +107,25 @@ def cpu_clocks(threads) -> list[int] | None:
     return [time.pthread_getcpuclockid(t.ident) for t in threads]
 
 
-def waiting_cpu_seconds(clocks: list[int] | None) -> float:
+def waiting_cpu_seconds(clocks: list[int] | None, finals: list[float | None]) -> float:
     """The CPU seconds the waiting threads have used, read from their own clocks: exact to the nanosecond even
     for a thread running on another CPU right now. The process clock (time.process_time) is not: it adds up
     each thread's runtime as the scheduler last recorded it, so a thread that never switches (a poller on a
     free-threaded build) is counted only at scheduler ticks, and over a window of a few milliseconds it read
-    anywhere from a sixth of a core to a whole one. Without per-thread clocks, the process clock."""
+    anywhere from a sixth of a core to a whole one. A thread that has already ended (the main thread overslept
+    the window's end on a busy machine) counts with its clock's last reading, which it leaves in `finals`.
+    Without per-thread clocks, the process clock."""
     if clocks is None:
         return time.process_time()
-    return sum(time.clock_gettime(c) for c in clocks)
+    total = 0.0
+    for clock, final in zip(clocks, finals):
+        try:
+            total += time.clock_gettime(clock)
+        except OSError:  # EINVAL: the thread is gone, and read its clock itself on the way out
+            if final is None:
+                raise
+            total += final
+    return total
 
 
 class BlockedThreads:
@@ -139,6 +149,7 @@ class BlockedThreads:
         self._peer: threading.Thread | None = None
         self.peer_error: OSError | None = None
         self.blocked_s = [0.0] * n
+        self.final_cpu: list[float | None] = [None] * n
         self.pairs = []
         try:  # built one by one, so a failure part-way (EMFILE) can be undone
             for _ in range(n if blocker == "socket_recv" else 0):
@@ -166,6 +177,7 @@ class BlockedThreads:
         else:
             self._block(i)
         self.blocked_s[i] = time.perf_counter() - t0
+        self.final_cpu[i] = time.thread_time()  # its clock's last reading, should the window outlast it
 
     def _block(self, i: int) -> None:
         if self.blocker == "sleep":
@@ -222,9 +234,9 @@ class BlockedThreads:
         released = time.perf_counter()
         self.parked.release()
         self.all_blocking.wait()
-        cpu0, wall0 = waiting_cpu_seconds(clocks), time.perf_counter()
+        cpu0, wall0 = waiting_cpu_seconds(clocks, self.final_cpu), time.perf_counter()
         time.sleep(max(0.0, released + 0.9 * self.block_s - wall0))
-        cpu1, wall1 = waiting_cpu_seconds(clocks), time.perf_counter()
+        cpu1, wall1 = waiting_cpu_seconds(clocks, self.final_cpu), time.perf_counter()
         if self.blocker == "socket_recv":
             time.sleep(max(0.0, released + self.block_s - wall1))  # the peers write only after L
             for _, peer in self.pairs:
