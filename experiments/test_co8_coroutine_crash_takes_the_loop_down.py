@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.children.coro_crash import BEAT, CRASH
-from harness.children.crash_supervisor import host_with_crashing_child
+from harness.crashhosts import host_rounds
 from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
-from harness.subproc import RESULT_PREFIX, run_module
 
 ROUNDS = pick(quick=3, full=5)  # one host per round: a native crash ends it
 CHILD_TIMEOUT_S = 30.0
@@ -50,27 +48,11 @@ OPPOSITE_ROUNDS = pick(quick=1, full=ROUNDS)
 
 
 def run_rounds(benchmark, kind: str, opposite: list) -> list[dict]:
-    """ROUNDS hosts whose victim task crashes; what each left behind. The opposite world runs untimed before
-    each of the first OPPOSITE_ROUNDS rounds, appended to `opposite`."""
-    outcomes = []
-
-    def setup():
-        if len(opposite) < OPPOSITE_ROUNDS:
-            opposite.append(host_with_crashing_child(kind, CRASH_AFTER_S, HEARTBEAT_S, CHILD_TIMEOUT_S))
-
-    benchmark.pedantic(
-        lambda: outcomes.append(run_module("harness.children.coro_crash", kind, CRASH_AFTER_S, HEARTBEAT_S,
-                                           HEARTBEATS, timeout=CHILD_TIMEOUT_S)),
-        setup=setup, rounds=ROUNDS)
-    seen = []
-    for outcome in outcomes:
-        lines = outcome.stdout.splitlines()
-        crash_at = lines.index(CRASH) if CRASH in lines else len(lines)
-        seen.append({"status": outcome.signal_name or f"exit {outcome.returncode}", "killed": outcome.returncode < 0,
-                     "beats": lines.count(BEAT), "beats_after_crash": lines[crash_at:].count(BEAT),
-                     "crashed": CRASH in lines,
-                     "reported": any(line.startswith(RESULT_PREFIX) for line in lines)})
-    return seen
+    """ROUNDS hosts whose victim task crashes; what each left behind (harness.crashhosts). The opposite world runs
+    untimed before each of the first OPPOSITE_ROUNDS rounds, appended to `opposite`."""
+    return host_rounds(benchmark, "harness.children.coro_crash", kind, rounds=ROUNDS, crash_after_s=CRASH_AFTER_S,
+                       beat_s=HEARTBEAT_S, beats=HEARTBEATS, timeout=CHILD_TIMEOUT_S, opposite=opposite,
+                       opposite_rounds=OPPOSITE_ROUNDS)
 
 
 @pytest.mark.claim("CO8")
@@ -91,7 +73,7 @@ def test_native_crash_in_a_coroutine_kills_its_loop_and_process(benchmark, evide
     if children != CRASHES[crash]:
         evidence.not_measured(f"the opposite world's child ended with {children}, not {CRASHES[crash]}: "
                               "it did not crash as planned")
-    evidence.control("rounds_victim_reached_its_crash", value=sum(s["crashed"] for s in seen), op="==",
+    evidence.control("rounds_victim_reached_its_crash", value=sum(bool(s["crash_marks"]) for s in seen), op="==",
                      threshold=ROUNDS, unit="rounds", why="the victim task did not reach its crash in every round")
     crashing_child = "the same crash made by a child process of the host instead of a task, interleaved runs"
     # A crash that kills the process predicts a fatal signal and no report in every round; coroutines contained
@@ -99,7 +81,7 @@ def test_native_crash_in_a_coroutine_kills_its_loop_and_process(benchmark, evide
     evidence.support("rounds_host_survived", value=sum(not s["killed"] for s in seen), op="==", threshold=0,
                      unit="rounds", opposite=Opposite(crashing_child, value=sum(not h["killed"] for h in hosts)),
                      why="the tasks share one thread of one process, which the signal ends")
-    evidence.support("rounds_host_reported", value=sum(s["reported"] for s in seen), op="==", threshold=0,
+    evidence.support("rounds_host_reported", value=sum(s["main_reported"] for s in seen), op="==", threshold=0,
                      unit="rounds", opposite=Opposite(crashing_child, value=sum(h["main_reported"] for h in hosts)),
                      why="the loop died with the crashing task")
     evidence.settle(benchmark)

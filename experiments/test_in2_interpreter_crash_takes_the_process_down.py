@@ -37,12 +37,10 @@ from __future__ import annotations
 import pytest
 
 from harness import interpreters
-from harness.children.crash_supervisor import host_with_crashing_child
-from harness.children.interp_crash import BEAT, CRASH, PREPARE_FAILED
+from harness.crashhosts import host_rounds
 from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
-from harness.subproc import RESULT_PREFIX, run_module
 
 ROUNDS = pick(quick=3, full=5)  # one host per round: a native crash ends it
 CHILD_TIMEOUT_S = 30.0
@@ -56,36 +54,14 @@ OPPOSITE_ROUNDS = pick(quick=1, full=ROUNDS)
 
 
 def run_rounds(benchmark, kind: str, opposite: list) -> list[dict]:
-    """ROUNDS hosts whose second interpreter crashes; what each left behind. The opposite world runs untimed
-    before each of the first OPPOSITE_ROUNDS rounds, appended to `opposite`."""
-    outcomes = []
-
-    def setup():
-        if len(opposite) < OPPOSITE_ROUNDS:
-            opposite.append(host_with_crashing_child(kind, CRASH_AFTER_S, HEARTBEAT_S, CHILD_TIMEOUT_S))
-
-    benchmark.pedantic(
-        lambda: outcomes.append(run_module("harness.children.interp_crash", kind, CRASH_AFTER_S, HEARTBEAT_S,
-                                           HEARTBEATS, timeout=CHILD_TIMEOUT_S)),
-        setup=setup,
-        rounds=ROUNDS,
-    )
-    seen = []
-    for outcome in outcomes:
-        lines = outcome.stdout.splitlines()
-        marks = [line.split()[1] for line in lines if line.startswith(CRASH + " ")]
-        crash_at = next((i for i, line in enumerate(lines) if line.startswith(CRASH + " ")), len(lines))
-        reported = any(line.startswith(RESULT_PREFIX) for line in lines)
-        seen.append({
-            "status": outcome.signal_name or f"exit {outcome.returncode}",
-            "killed": outcome.returncode < 0,
-            "beats": lines.count(BEAT),
-            "beats_after_crash": lines[crash_at:].count(BEAT),
-            "crashed_in_a_subinterpreter": bool(marks) and all(m != "0" for m in marks),
-            "prepare_error": outcome.result().get("prepare_error") if PREPARE_FAILED in lines else None,
-            "main_reported": reported,
-        })
-    return seen
+    """ROUNDS hosts whose second interpreter crashes; what each left behind (harness.crashhosts). The opposite
+    world runs untimed before each of the first OPPOSITE_ROUNDS rounds, appended to `opposite`."""
+    seen = host_rounds(benchmark, "harness.children.interp_crash", kind, rounds=ROUNDS, crash_after_s=CRASH_AFTER_S,
+                       beat_s=HEARTBEAT_S, beats=HEARTBEATS, timeout=CHILD_TIMEOUT_S, opposite=opposite,
+                       opposite_rounds=OPPOSITE_ROUNDS)
+    # Each CRASH line names the interpreter it was written from; 0 is the main one.
+    return [s | {"crashed_in_a_subinterpreter": bool(s["crash_marks"]) and all(m != "0" for m in s["crash_marks"]),
+                 "prepare_error": (s["result"] or {}).get("prepare_error")} for s in seen]
 
 
 @pytest.mark.claim("IN2")

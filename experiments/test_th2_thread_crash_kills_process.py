@@ -36,12 +36,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.children.crash_supervisor import host_with_crashing_child
-from harness.children.crash_threads import BEAT, CRASH
+from harness.crashhosts import host_rounds
 from harness.evidence import Opposite
 from harness.scale import pick
 from harness.skips import needs_linux
-from harness.subproc import RESULT_PREFIX, run_module
 
 ROUNDS = pick(quick=3, full=5)  # one interpreter per round: a native crash ends it
 CHILD_TIMEOUT_S = 30.0
@@ -55,37 +53,15 @@ OPPOSITE_ROUNDS = pick(quick=1, full=ROUNDS)
 
 
 def run_rounds(benchmark, kind: str, opposite: list | None = None) -> list[dict]:
-    """ROUNDS child runs with a crashing (or raising) thread; what each left behind.
+    """ROUNDS child runs with a crashing (or raising) thread; what each left behind (harness.crashhosts).
 
     With `opposite` (a list), the opposite world runs untimed before each of the first OPPOSITE_ROUNDS
     rounds and its outcome is appended there (host_with_crashing_child).
     """
-    outcomes = []
-
-    def setup():
-        if opposite is not None and len(opposite) < OPPOSITE_ROUNDS:
-            opposite.append(host_with_crashing_child(kind, CRASH_AFTER_S, HEARTBEAT_S, CHILD_TIMEOUT_S))
-
-    benchmark.pedantic(
-        lambda: outcomes.append(run_module("harness.children.crash_threads", kind, CRASH_AFTER_S, HEARTBEAT_S,
-                                           HEARTBEATS, timeout=CHILD_TIMEOUT_S)),
-        setup=setup,
-        rounds=ROUNDS,
-    )
-    seen = []
-    for outcome in outcomes:
-        lines = outcome.stdout.splitlines()
-        crash_at = lines.index(CRASH) if CRASH in lines else len(lines)
-        reported = any(line.startswith(RESULT_PREFIX) for line in lines)
-        seen.append({
-            "status": outcome.signal_name or f"exit {outcome.returncode}",
-            "killed": outcome.returncode < 0,
-            "beats": lines.count(BEAT),
-            "beats_after_crash": lines[crash_at:].count(BEAT),
-            "main_reported": reported,
-            "hook_saw": outcome.result()["hook_saw"] if reported else [],
-        })
-    return seen
+    seen = host_rounds(benchmark, "harness.children.crash_threads", kind, rounds=ROUNDS, crash_after_s=CRASH_AFTER_S,
+                       beat_s=HEARTBEAT_S, beats=HEARTBEATS, timeout=CHILD_TIMEOUT_S, opposite=opposite,
+                       opposite_rounds=OPPOSITE_ROUNDS)
+    return [s | {"hook_saw": s["result"]["hook_saw"] if s["main_reported"] else []} for s in seen]
 
 
 @pytest.mark.claim("TH2")

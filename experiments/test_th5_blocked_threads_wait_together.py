@@ -66,8 +66,8 @@ from harness.timing import replay
 THREADS = pick(quick=(10, 100), full=(10, 100, 1000))
 BLOCK_S = 0.03  # L: how long each thread stays blocked, at least
 # L grows with N beyond 50, so waking N threads stays short beside L: on the free-threaded build, releasing
-# 100 parked threads and joining them again took 18-36 ms beyond the wait itself, which beside a 30 ms L read
-# as waits that half overlap.
+# 100 parked threads and joining them again took a good part of BLOCK_S beyond the wait itself, which beside
+# L = BLOCK_S read as waits that only half overlap.
 BLOCK_S_PER_THREAD = 0.0006
 # Rounds are added while an interval straddles its threshold (e.g. a short opposite window in which a loaded
 # machine preempted the poller), up to MAX_ROUNDS; 12 is the first look whose interval drops an outlier.
@@ -111,9 +111,10 @@ def waiting_cpu_seconds(clocks: list[int] | None, finals: list[float | None]) ->
     """The CPU seconds the waiting threads have used, read from their own clocks: exact to the nanosecond even
     for a thread running on another CPU right now. The process clock (time.process_time) is not: it adds up
     each thread's runtime as the scheduler last recorded it, so a thread that never switches (a poller on a
-    free-threaded build) is counted only at scheduler ticks, and over a window of a few milliseconds it read
-    anywhere from a sixth of a core to a whole one. A thread that has already ended (the main thread overslept
-    the window's end on a busy machine) counts with its clock's last reading, which it leaves in `finals`.
+    free-threaded build) is counted only at scheduler ticks, and over a window of a few milliseconds such a
+    thread read anywhere from a small part of a core to a whole one. A thread that has already ended (the main
+    thread overslept the window's end on a busy machine) counts with its clock's last reading, which it leaves
+    in `finals`.
     Without per-thread clocks, the process clock."""
     if clocks is None:
         return time.process_time()

@@ -129,8 +129,9 @@ def render_scaling(report: Report, out: Path, md_env) -> None:
             report.files[out / "site" / s.plot_file] = png
         entries.append({"label": s.label, "png": png is not None, "plot_file": s.plot_file,
                         "table": scaling.table(s, pages.md_table), "verdicts": scaling.verdicts(s)})
-    have = {s.column.key.removesuffix("@full") for s in report.scalings}
-    missing = [runs.heading(c, report.cols) for c in report.cols if c.scale == "quick" and c.key not in have]
+    have = {s.column.key for s in report.scalings}
+    missing = [runs.heading(c, report.cols) for c in report.cols
+               if c.scale == "quick" and runs.full_scale_key(c.key) not in have]
     report.files[out / "scaling.md"] = md_env.get_template("scaling.md.j2").render(
         scalings=entries, missing=missing, claims=scaling.CLAIMS)
     report.files[out / "scaling.csv"] = scaling.csv(report.scalings).to_csv(index=False)

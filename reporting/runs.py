@@ -22,6 +22,11 @@ from reporting.schema import InputError
 WATCHED = ("experiments", "harness")  # a run is stale once these changed after its commit
 
 
+def full_scale_key(key: str) -> str:
+    """The key of the full-scale column beside the quick column `key` (same machine folder and environment)."""
+    return f"{key}@full"
+
+
 @dataclass
 class Run:
     path: Path
@@ -48,7 +53,7 @@ class Run:
     @property
     def column(self) -> str:
         key = f"{self.origin}/{self.slug}" if self.origin else self.slug
-        return f"{key}@full" if self.scale == "full" else key
+        return full_scale_key(key) if self.scale == "full" else key
 
     @property
     def datetime(self) -> str:

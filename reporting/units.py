@@ -16,7 +16,7 @@ import pandas as pd
 from harness import environment as envkey
 from reporting.model import ClaimView
 from reporting.numbers import fmt, fmt_range
-from reporting.runs import Column, heading
+from reporting.runs import Column, full_scale_key, heading
 
 COLUMNS = (
     "creation",
@@ -161,7 +161,7 @@ def unit_cell(views: dict[str, ClaimView], column: Column, unit: str, axis: str)
     sources = SOURCES.get(unit, {}).get(axis, ())
     # The quick column first; then the same environment's full-scale column, where a whole full-scale run was
     # published (a part that only the full scale runs, e.g. PR4's other start methods), marked as such.
-    for key, scale_note in ((column.key, ""), (f"{column.key}@full", " (full scale)")):
+    for key, scale_note in ((column.key, ""), (full_scale_key(column.key), " (full scale)")):
         for src in sources:
             found = _lookup(views, key, src)
             if found is None:

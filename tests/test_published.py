@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from reporting.plots import PLOTS
+from reporting.runs import full_scale_key
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = sorted((ROOT / "results").glob("*/*/*.json"))
@@ -125,7 +126,7 @@ def test_every_published_environment_has_a_full_scale_scaling_plot():
     assert envs <= {p.parent.parent.name for p in FULL_SCALE_RUNS}, "an environment has no full-scale run"
     page = (ROOT / "results" / "scaling.md").read_text(encoding="utf-8")
     for env in envs:
-        anchor = "env-" + "".join(ch if ch.isalnum() else "-" for ch in f"{env}@full".lower())
+        anchor = "env-" + "".join(ch if ch.isalnum() else "-" for ch in full_scale_key(env).lower())
         plot = f"site/plots/scaling-{anchor}.png"
         assert f"]({plot})" in page, f"results/scaling.md does not draw {env}"
         assert (ROOT / "results" / plot).read_bytes().startswith(b"\x89PNG")

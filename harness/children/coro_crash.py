@@ -15,9 +15,7 @@ import os
 import sys
 
 from harness.children import emit
-from harness.children.crash import crash
-
-BEAT, CRASH = "BEAT", "CRASH"
+from harness.children.crash import BEAT, CRASH, crash
 
 
 async def heartbeat(beats: int, beat_s: float) -> int:

@@ -1,7 +1,8 @@
 """How the crash experiments' children crash, and how they name the way a process ended.
 
-Shared by harness.children.crash_supervisor, crash_pool and crash_threads (PR2, TH2), so
-that "segfault" means the same native crash in a process, a pool worker and a thread.
+Shared by harness.children.crash_supervisor, crash_pool, crash_threads, interp_crash and
+coro_crash (PR2, TH2, IN2, CO8), so that "segfault" means the same native crash in a process, a
+pool worker, a thread, an interpreter and a task.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import sys
 
 KINDS = ("segfault", "abort", "exit_nonzero")
 EXIT_CODE = 3  # what exit_nonzero exits with
+# What a crashing host writes (os.write: no buffer to lose) per heartbeat, and just before its unit crashes
+# (harness.crashhosts reads both).
+BEAT, CRASH = "BEAT", "CRASH"
 
 
 def crash(kind: str) -> None:

@@ -14,9 +14,7 @@ import threading
 import time
 
 from harness.children import emit
-from harness.children.crash import crash
-
-BEAT, CRASH = "BEAT", "CRASH"
+from harness.children.crash import BEAT, CRASH, crash
 
 
 def main(kind: str, crash_after_s: float, beat_s: float, beats: int) -> None:

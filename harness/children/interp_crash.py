@@ -19,9 +19,10 @@ import threading
 import time
 
 from harness.children import emit
+from harness.children.crash import BEAT, CRASH
 from harness.interpreters import load
 
-BEAT, CRASH, PREPARE_FAILED = "BEAT", "CRASH", "PREPARE_FAILED"
+PREPARE_FAILED = "PREPARE_FAILED"
 
 
 def main(kind: str, crash_after_s: float, beat_s: float, beats: int) -> None:

@@ -48,6 +48,7 @@ from harness.environment import gil_enabled
 from harness.interpreters import load
 from harness.measure import measure
 from harness.parked import ParkedThreads
+from harness.pingpong import volley
 from harness.workloads import spin
 
 DRAIN = '''
@@ -170,14 +171,6 @@ SWITCH_ROUND_TRIPS = 500  # per sample of the switch between interpreters
 SWITCH_SAMPLES = 6
 
 
-def _volley(send_fd: int, recv_fd: int, n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        os.write(send_fd, b"x")
-        os.read(recv_fd, 1)
-    return time.perf_counter() - t0
-
-
 def interpreter_switch(interp) -> list[float]:
     """Per-switch seconds, net of the pipe, of a ping-pong between a thread of the main interpreter and a thread
     running in `interp` (an echo loop over two os.pipes), both pinned to one CPU, as harness.pingpong times
@@ -192,11 +185,13 @@ def interpreter_switch(interp) -> list[float]:
         partner = threading.Thread(target=interp.exec, args=(code,), name="interp-echo")
         partner.start()
         try:
-            _volley(to_echo[1], from_echo[0], SWITCH_ROUND_TRIPS)  # warm up
+            echo = (lambda: os.read(from_echo[0], 1), lambda m: os.write(to_echo[1], m))
+            pipe = (lambda: os.read(alone[0], 1), lambda m: os.write(alone[1], m))
+            volley(*echo, SWITCH_ROUND_TRIPS)  # warm up
             out = []
             for _ in range(SWITCH_SAMPLES):
-                pingpong = _volley(to_echo[1], from_echo[0], SWITCH_ROUND_TRIPS)
-                channel = _volley(alone[1], alone[0], 2 * SWITCH_ROUND_TRIPS)
+                pingpong = volley(*echo, SWITCH_ROUND_TRIPS)
+                channel = volley(*pipe, 2 * SWITCH_ROUND_TRIPS)
                 out.append((pingpong - channel) / (2 * SWITCH_ROUND_TRIPS))
         finally:
             os.write(to_echo[1], b"s")
